@@ -1,0 +1,14 @@
+"""mlffbench: benchmark machine-learned force fields through one harness.
+
+The core imports numpy only; jax and torch are imported inside their backends.
+Plugins implement the hooks in :mod:`mlffbench.hookspecs` and mark them with
+:data:`hookimpl`.
+"""
+
+import pluggy
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("mlffbench")
+
+__all__ = ["__version__", "hookimpl"]

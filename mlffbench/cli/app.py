@@ -1,0 +1,290 @@
+"""The ``mlffbench`` command. Heavy imports live inside the command bodies."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mlffbench import __version__
+from mlffbench.errors import ConfigError, MlffbenchError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _key_values(items: tuple[str, ...], what: str) -> dict:
+    from mlffbench.training.config import parse_value
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} '{item}' is not of the form name=value")
+        out[key.strip().replace("-", "_")] = parse_value(value)
+    return out
+
+
+class Group(click.Group):
+    """Turns user errors into one red line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MlffbenchError as exc:
+            _err_console().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            _err_console().print("[bold red]interrupted[/]")
+            sys.exit(130)
+
+
+@click.group(cls=Group)
+@click.version_option(__version__, prog_name="mlffbench")
+def main() -> None:
+    """Benchmark machine-learned force fields: same splits, same harness, logged runs."""
+
+
+# ----------------------------------------------------------------- plugins
+@main.command()
+def plugins() -> None:
+    """Installed plugins: name, distribution, version, hooks."""
+    from rich.table import Table
+
+    from mlffbench.plugins import get_plugins
+
+    loaded = get_plugins()
+    table = Table(title="mlffbench plugins")
+    for col in ("name", "distribution", "version", "hooks", "status"):
+        table.add_column(col)
+    for info in loaded.info:
+        status = "[red]failed: " + info.error + "[/]" if info.error else ("blocked" if info.blocked else "loaded")
+        table.add_row(info.name, info.distribution, info.version, ", ".join(info.hooks), status)
+    console = _console()
+    console.print(table)
+    for problem in loaded.registry.problems:
+        console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+
+
+@main.command()
+def models() -> None:
+    """Registered models."""
+    from rich.table import Table
+
+    from mlffbench.plugins import get_registry
+
+    registry = get_registry()
+    table = Table(title="models")
+    for col in ("name", "backend", "plugin", "presets", "description"):
+        table.add_column(col)
+    for name, spec in sorted(registry.models.items()):
+        table.add_row(name, spec.backend, registry.provider[("models", name)], ", ".join(spec.presets), spec.description)
+    _console().print(table)
+
+
+# ---------------------------------------------------------------- datasets
+@main.group(invoke_without_command=True, cls=click.Group)
+@click.pass_context
+def datasets(ctx: click.Context) -> None:
+    """Registered datasets; `datasets show NAME` describes one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from mlffbench.plugins import get_registry
+
+    registry = get_registry()
+    table = Table(title="datasets")
+    for col in ("name", "format", "family", "files", "split", "license", "plugin"):
+        table.add_column(col)
+    for name, card in sorted(registry.datasets.items()):
+        table.add_row(
+            name, card.format, card.family, str(len(card.files)), str(card.split.get("policy", "random")),
+            card.license, registry.provider[("datasets", name)],
+        )
+    _console().print(table)
+
+
+@datasets.command("show")
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original files (default: $MLFFBENCH_DATA_DIR).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the figures to this JSON file.")
+@click.option("--no-download", is_flag=True, help="Fail instead of downloading missing files.")
+def datasets_show(name: str, data_dir: Path | None, json_path: Path | None, no_download: bool) -> None:
+    """Configurations, atoms, elements, periodicity and energy/force statistics of NAME."""
+    from rich.table import Table
+
+    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.datasets.summary import describe
+    from mlffbench.plugins import get_registry
+
+    card = get_registry().dataset(name)
+    ds = load_dataset(card, data_dir=data_dir, download=not no_download)
+    info = describe(ds, card)
+    table = Table(title=f"dataset {name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        elif isinstance(value, (list, dict)):
+            value = json.dumps(value)
+        table.add_row(key, str(value))
+    _console().print(table)
+    if json_path:
+        from mlffbench.runs import write_json
+
+        write_json(json_path, info)
+
+
+# --------------------------------------------------------------- training
+def _run_options(f):
+    options = [
+        click.option("--dataset", "-d", "dataset", help="Dataset name (see `mlffbench datasets`)."),
+        click.option("--epochs", type=int, help="Number of epochs."),
+        click.option("--batch-size", type=int, help="Configurations per training batch."),
+        click.option("--lr", help="Learning rates min,max,final (one-cycle) e.g. 5e-4,3e-3,5e-6."),
+        click.option("--seed", type=int, help="Seed for initialisation and batch order."),
+        click.option("--split-seed", type=int, help="Seed of the split."),
+        click.option("--split-policy", "split_policy", help="Split policy: random, group, formula, files (default: the card's)."),
+        click.option("--fractions", help="Split fractions train,val,test (default 0.8,0.1,0.1)."),
+        click.option("--max-configs", type=int, help="Use only the first N configurations (quick runs)."),
+        click.option("--time-budget", type=float, help="Stop training after this many seconds (checked per epoch)."),
+        click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Floating-point precision."),
+        click.option("--param", "-p", "params", multiple=True, help="Model option name=value (repeatable)."),
+        click.option("--train", "-t", "train_items", multiple=True, help="Training option name=value (repeatable)."),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="JSON file with 'model' and 'train' sections."),
+        click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Start from these weights (a released parameter archive)."),
+        click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR)."),
+        click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Where run directories go."),
+        click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir)."),
+        click.option("--no-tracking", is_flag=True, help="Do not log to MLflow."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _collect(model, dataset, epochs, batch_size, lr, seed, split_seed, split_policy, fractions, max_configs,
+             time_budget, dtype, params, train_items, config_file, init_from, data_dir, runs_dir, tracking_uri,
+             no_tracking, no_progress, resume=None, evaluate_split=""):
+    from mlffbench.experiment import RunOptions
+
+    model_params, train_params = {}, {}
+    if config_file:
+        try:
+            loaded = json.loads(Path(config_file).read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config file '{config_file}' is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict) or set(loaded) - {"model", "train", "dataset", "name"}:
+            raise ConfigError(f"config file '{config_file}' must hold an object with 'model' and 'train' sections")
+        model_params.update(loaded.get("model", {}))
+        train_params.update(loaded.get("train", {}))
+        dataset = dataset or loaded.get("dataset")
+    model_params.update(_key_values(params, "--param"))
+    train_params.update(_key_values(train_items, "--train"))
+
+    def floats(text, n, what):
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != n:
+            raise ConfigError(f"{what} must be {n} comma-separated numbers, got '{text}'")
+        return values
+
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed), ("split_seed", split_seed),
+                       ("split_policy", split_policy), ("max_configs", max_configs), ("max_time_s", time_budget), ("dtype", dtype)):
+        if value is not None:
+            train_params[key] = value
+    if lr:
+        train_params["lr"] = floats(lr, 3, "--lr")
+    if fractions:
+        train_params["split_fractions"] = floats(fractions, 3, "--fractions")
+    if not dataset and resume is None:
+        raise ConfigError("missing --dataset (see `mlffbench datasets`)")
+    return RunOptions(
+        model=model, dataset=dataset or "", model_params=model_params, train_params=train_params,
+        data_dir=data_dir, runs_dir=runs_dir, resume=resume, init_from=init_from, tracking_uri=tracking_uri,
+        tracking=not no_tracking, progress=not no_progress, evaluate_split=evaluate_split,
+    )
+
+
+def _report(run_dir: Path, metrics: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['model']} on {metrics['dataset']}")
+    for col in ("part", "E MAE meV/atom", "E RMSE meV/atom", "F MAE meV/Å", "F RMSE meV/Å"):
+        table.add_column(col, justify="right" if col != "part" else "left")
+    for part in ("val", "test", "all"):
+        if part in metrics:
+            m = metrics[part]
+
+            def fmt(key):
+                return f"{1000 * m[key]:.2f}" if key in m else "—"
+
+            table.add_row(part, fmt("energy_mae_per_atom"), fmt("energy_rmse_per_atom"), fmt("force_mae"), fmt("force_rmse"))
+    console = _console()
+    console.print(table)
+    speed = metrics.get("train_configs_per_s")
+    facts = [
+        f"wall {metrics['wall_s']:.1f} s",
+        f"training {speed:.2f} configurations/s" if speed else "no training",
+        f"compile {metrics['compile_s']:.1f} s ({metrics['compile_count']} shapes)",
+        f"{metrics['n_params']:,} parameters",
+        f"epochs {metrics['epochs']} (best {metrics['best_epoch']})",
+    ]
+    if metrics.get("zero_force_mae"):
+        facts.append(f"zero-force test MAE {1000 * metrics['zero_force_mae']:.1f} meV/Å")
+    console.print(" · ".join(facts), highlight=False)
+    if metrics.get("stopped"):
+        console.print(f"stopped: {metrics['stopped']}", highlight=False)
+    console.print(f"run directory: {run_dir}", highlight=False)
+
+
+@main.command()
+@click.argument("model", required=False)
+@_run_options
+@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Continue this run directory.")
+def run(model, resume, **kwargs) -> None:
+    """Train MODEL on a dataset and evaluate it on the held-out parts."""
+    from mlffbench.experiment import train_and_evaluate
+
+    if model is None and resume is None:
+        raise ConfigError("missing MODEL (see `mlffbench models`)")
+    options = _collect(model, resume=resume, **kwargs)
+    run_dir, metrics = train_and_evaluate(options, console=_err_console())
+    _report(run_dir, metrics)
+
+
+@main.command()
+@click.argument("model")
+@_run_options
+@click.option("--split", "evaluate_split", type=click.Choice(["val", "test", "all"]), default="test", show_default=True, help="Which configurations to evaluate.")
+def evaluate(model, evaluate_split, **kwargs) -> None:
+    """Evaluate MODEL with given weights (--init-from) without training."""
+    from mlffbench.experiment import train_and_evaluate
+
+    if kwargs.get("init_from") is None:
+        raise ConfigError("evaluate needs --init-from PATH (weights to evaluate)")
+    kwargs["epochs"] = 0
+    kwargs["no_progress"] = True
+    options = _collect(model, evaluate_split=evaluate_split, **kwargs)
+    run_dir, metrics = train_and_evaluate(options, console=_err_console())
+    _report(run_dir, metrics)
+
+
+if __name__ == "__main__":
+    main()

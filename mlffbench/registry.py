@@ -1,0 +1,122 @@
+"""Specs that plugins register, and the registry that collects them from the hooks.
+
+Hooks return specs, never instances: a model spec builds its model on demand, a
+dataset card names files and a format, a format spec reads files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlffbench.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model a plugin offers.
+
+    ``build(config, stats)`` returns the backend-level model (for the ``jax`` backend a
+    :class:`mlffbench.backends.jax.potential.AtomicModel`). ``presets`` maps a dataset
+    family (e.g. ``"ean"``, ``"ani1"``) to overrides of the model config and of the
+    training config (keys ``"model"`` and ``"train"``).
+    """
+
+    name: str
+    backend: str
+    config_class: type
+    build: Callable[[Any, Any], Any]
+    cutoff: Callable[[Any], float]
+    description: str = ""
+    presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    train_defaults: Mapping[str, Any] = field(default_factory=dict)
+    search_space: Callable[[Any], dict[str, Any]] | None = None
+    import_weights: Callable[[Path, Any], Any] | None = None
+
+    def default_config(self, **overrides: Any) -> Any:
+        return self.config_class(**overrides)
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One original file of a dataset: path relative to the data directory."""
+
+    path: str
+    sha256: str
+    url: str = ""
+    role: str = ""  # "train" / "test" for datasets shipped with their own split
+
+
+@dataclass(frozen=True)
+class DatasetCard:
+    """What a dataset is and where its files come from (one TOML card per dataset)."""
+
+    name: str
+    format: str
+    files: tuple[DataFile, ...]
+    units: Mapping[str, str]
+    description: str = ""
+    license: str = ""
+    citation: str = ""
+    family: str = ""
+    split: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""  # where the card was defined (plugin or file)
+
+    def replace(self, **changes: Any) -> DatasetCard:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """A file-format adapter: ``read(paths, card)`` returns a StructureSet in the card's units."""
+
+    name: str
+    read: Callable[[Sequence[Path], DatasetCard], Any]
+    description: str = ""
+
+
+@dataclass
+class Registry:
+    """Everything registered by the loaded plugins, plus the problems met on the way."""
+
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    datasets: dict[str, DatasetCard] = field(default_factory=dict)
+    formats: dict[str, FormatSpec] = field(default_factory=dict)
+    provider: dict[tuple[str, str], str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, kind: str, spec: Any, plugin: str) -> None:
+        table: dict[str, Any] = getattr(self, kind)
+        if not getattr(spec, "name", None):
+            self.problems.append(f"plugin '{plugin}' registered a {kind[:-1]} without a name")
+            return
+        if spec.name in table:
+            first = self.provider[(kind, spec.name)]
+            self.problems.append(
+                f"plugin '{plugin}' registered duplicate {kind[:-1]} '{spec.name}' "
+                f"(already registered by '{first}'); ignored"
+            )
+            return
+        table[spec.name] = spec
+        self.provider[(kind, spec.name)] = plugin
+
+    def model(self, name: str) -> ModelSpec:
+        return _lookup(self.models, name, "model")
+
+    def dataset(self, name: str) -> DatasetCard:
+        return _lookup(self.datasets, name, "dataset")
+
+    def format(self, name: str) -> FormatSpec:
+        return _lookup(self.formats, name, "format")
+
+
+def _lookup(table: Mapping[str, Any], name: str, kind: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table)) or "none registered"
+        raise UnknownNameError(f"unknown {kind} '{name}' (known: {known})") from None

@@ -1,0 +1,82 @@
+"""MLflow logging: params, per-epoch metrics, and the run directory's files as artifacts.
+
+Default store: an embedded SQLite database beside the runs (``<runs-dir>/mlflow.db``,
+artifacts in ``<runs-dir>/mlartifacts``). ``--tracking-uri`` (or MLFLOW_TRACKING_URI)
+points at a tracking server shared by a team instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from mlffbench.training.callbacks import Callback
+
+EXPERIMENT = "mlffbench"
+
+
+def default_tracking_uri(runs_dir: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
+
+
+def flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+class MlflowTracker(Callback):
+    """Opens one MLflow run per mlffbench run; re-opens the same MLflow run on resume."""
+
+    def __init__(self, tracking_uri: str, runs_dir: Path, run_name: str, run_id: str | None = None) -> None:
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        import mlflow
+
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(tracking_uri)
+        client = mlflow.MlflowClient()
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            artifacts = None
+            if tracking_uri.startswith("sqlite:"):
+                artifacts = (Path(runs_dir).resolve() / "mlartifacts").as_uri()
+            experiment_id = client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        else:
+            experiment_id = experiment.experiment_id
+        self.run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name)
+        self.run_id = self.run.info.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        flat = flatten("", params, {})
+        existing = self.run.data.params if self.run.data else {}
+        fresh = {k: str(v)[:6000] for k, v in flat.items() if k not in existing}
+        if fresh:
+            self.mlflow.log_params(fresh)
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        metrics = {"train_loss": record["train_loss"], "lr_last": record["lr_last"], "train_configs_per_s": record["train_configs_per_s"]}
+        for k, v in record["val"].items():
+            metrics[f"val_{k}"] = v
+        self.mlflow.log_metrics(metrics, step=record["epoch"])
+
+    def finish(self, run_dir: Path, metrics: dict[str, Any]) -> None:
+        flat = flatten("", {k: metrics[k] for k in ("val", "test") if k in metrics}, {})
+        for k in ("train_configs_per_s", "compile_s", "wall_s", "n_params"):
+            if isinstance(metrics.get(k), (int, float)):
+                flat[k] = metrics[k]
+        self.mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, (int, float))})
+        self.mlflow.set_tags({"split_fingerprint": metrics.get("split_fingerprint", ""), "run_dir": str(run_dir)})
+        for path in sorted(Path(run_dir).rglob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                rel = path.parent.relative_to(run_dir)
+                self.mlflow.log_artifact(str(path), artifact_path=None if str(rel) == "." else str(rel))
+        self.mlflow.end_run()
+
+    def abort(self) -> None:
+        self.mlflow.end_run(status="KILLED")

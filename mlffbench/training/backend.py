@@ -1,0 +1,71 @@
+"""The contract between the framework-neutral loop and a framework backend."""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from mlffbench.errors import ConfigError
+
+BACKENDS = {"jax": "mlffbench.backends.jax.trainer:JaxBackend"}
+
+
+class Backend(ABC):
+    """One model, one training configuration, one framework.
+
+    A state is opaque to the loop: parameters plus optimizer state. Every method taking
+    a batch takes a :class:`mlffbench.graph.batching.GraphBatch` (numpy) and converts it.
+    ``compile_count`` / ``compile_seconds`` count compilations (one per bucket shape).
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def init(self, seed: int, example) -> Any:
+        """Fresh state: parameters from ``seed`` and a zeroed optimizer."""
+
+    @abstractmethod
+    def train_step(self, state: Any, batch, lr: float) -> tuple[Any, Any]:
+        """One optimizer step; returns (state, loss) where loss may still be on the device."""
+
+    @abstractmethod
+    def loss_value(self, loss: Any) -> float:
+        """Wait for the device and return the loss as a Python float."""
+
+    @abstractmethod
+    def predict(self, state: Any, batch) -> tuple[np.ndarray, np.ndarray]:
+        """(energy per graph, forces per atom) as numpy arrays (waits for the device)."""
+
+    @abstractmethod
+    def state_to_bytes(self, state: Any) -> bytes:
+        """Serialise a whole state (parameters and optimizer)."""
+
+    @abstractmethod
+    def state_from_bytes(self, template: Any, data: bytes) -> Any:
+        """Restore a state serialised by :meth:`state_to_bytes` into ``template``'s structure."""
+
+    @abstractmethod
+    def with_params(self, state: Any, params: Any) -> Any:
+        """The state with its parameters replaced (imported weights)."""
+
+    @abstractmethod
+    def n_params(self, state: Any) -> int:
+        """Number of trainable scalars."""
+
+    @abstractmethod
+    def environment(self) -> dict[str, str]:
+        """Device description and framework versions, for the run record."""
+
+    compile_count: int = 0
+    compile_seconds: float = 0.0
+
+
+def get_backend_class(name: str) -> type[Backend]:
+    """Import a backend lazily (jax/torch are imported only here)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)

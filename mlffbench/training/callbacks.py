@@ -1,0 +1,62 @@
+"""Callbacks the loop calls: progress display, tracking. The loop knows no backend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Callback:
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        """Once, before the first epoch (``info``: epochs, start_epoch, steps_per_epoch)."""
+
+    def on_step(self, epoch: int, step: int, steps: int) -> None:
+        """After each optimizer step (cheap: no device sync)."""
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        """After each epoch's evaluation; ``record`` is the epoch's history entry."""
+
+    def on_train_end(self, summary: dict[str, Any]) -> None:
+        """Once, after training stopped."""
+
+
+class RichProgress(Callback):
+    """A rich progress bar: epochs, with the last validation errors."""
+
+    def __init__(self, console=None, description: str = "training") -> None:
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.description = description
+        self.progress = None
+        self.task = None
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            self.description, total=info["epochs"], completed=info["start_epoch"], status=""
+        )
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        val = record.get("val", {})
+        parts = [f"loss {record['train_loss']:.4g}"]
+        if "force_mae" in val:
+            parts.append(f"val F MAE {1000 * val['force_mae']:.1f} meV/Å")
+        if "energy_mae_per_atom" in val:
+            parts.append(f"val E MAE {1000 * val['energy_mae_per_atom']:.2f} meV/atom")
+        parts.append(f"{record['train_configs_per_s']:.1f} conf/s")
+        self.progress.update(self.task, completed=epoch + 1, status=" · ".join(parts))
+
+    def on_train_end(self, summary: dict[str, Any]) -> None:
+        if self.progress is not None:
+            self.progress.stop()

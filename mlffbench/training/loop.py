@@ -1,0 +1,152 @@
+"""The training loop: epochs, LR schedule, evaluation, early stopping, checkpoints, resume.
+
+It talks to a :class:`mlffbench.training.backend.Backend` and knows no framework.
+Epoch e shuffles with ``np.random.default_rng([seed, e])``, so a resumed run sees the
+same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlffbench.errors import RunError
+from mlffbench.training import checkpoint
+from mlffbench.training.callbacks import Callback
+from mlffbench.training.config import TrainConfig
+from mlffbench.training.metrics import ErrorAccumulator
+from mlffbench.training.schedule import learning_rate
+
+LAST = "last.ckpt"
+BEST = "best.ckpt"
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0  # epochs completed
+    best_score: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+    train_configs: int = 0
+    wall_seconds: float = 0.0
+    stopped: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FitResult:
+    best_state: Any
+    loop: LoopState
+    score_name: str
+
+
+def evaluate(backend, state, batcher, indices, has_energy: bool, has_forces: bool, batch_size: int, keep_forces: bool = False):
+    """Metrics of ``state`` on the configurations ``indices``."""
+    acc = ErrorAccumulator(keep_forces=keep_forces)
+    for batch in batcher.batches(np.asarray(indices), batch_size=batch_size):
+        energy, forces = backend.predict(state, batch)
+        acc.add(batch, energy, forces, has_energy, has_forces)
+    return acc
+
+
+def fit(
+    backend,
+    batcher,
+    split,
+    config: TrainConfig,
+    checkpoint_dir: Path,
+    has_energy: bool,
+    has_forces: bool,
+    callbacks: list[Callback] = (),
+    resume: bool = False,
+    initial_params: Any = None,
+) -> FitResult:
+    """Train; writes ``last.ckpt`` every epoch and ``best.ckpt`` at every improvement."""
+    checkpoint_dir = Path(checkpoint_dir)
+    train_idx = np.asarray(split.train)
+    steps = batcher.n_batches(len(train_idx), config.batch_size, drop_remainder=True)
+    if steps == 0:
+        raise RunError(f"training split has {len(train_idx)} configurations, fewer than one batch of {config.batch_size}")
+    example = next(iter(batcher.batches(train_idx[: config.batch_size], batch_size=config.batch_size)))
+    state = backend.init(config.seed, example)
+    if initial_params is not None:
+        state = backend.with_params(state, initial_params)
+    use_forces = has_forces and config.force_weight > 0
+    score_name = "force_mae" if use_forces else "energy_mae_per_atom"
+    loop = LoopState()
+    best_state = state
+    if resume:
+        data, blob = checkpoint.load(checkpoint_dir / LAST)
+        loop = LoopState(**data)
+        state = backend.state_from_bytes(state, blob)
+        if (checkpoint_dir / BEST).is_file():
+            _, best_blob = checkpoint.load(checkpoint_dir / BEST)
+            best_state = backend.state_from_bytes(state, best_blob)
+        else:
+            best_state = state
+    elif (checkpoint_dir / LAST).exists():
+        raise RunError(f"'{checkpoint_dir}' already holds a checkpoint; use --resume to continue it")
+
+    for cb in callbacks:
+        cb.on_train_start({"epochs": config.epochs, "start_epoch": loop.epoch, "steps_per_epoch": steps})
+    wall_start = time.perf_counter() - loop.wall_seconds
+    while loop.epoch < config.epochs and not loop.stopped:
+        epoch = loop.epoch
+        rng = np.random.default_rng([config.seed, epoch])
+        losses = []
+        compiled_before = backend.compile_seconds
+        t0 = time.perf_counter()
+        lr = 0.0
+        for step, batch in enumerate(batcher.batches(train_idx, rng=rng, batch_size=config.batch_size, drop_remainder=True)):
+            lr = learning_rate(config.lr_schedule, config.lr, epoch, step, steps, config.epochs)
+            state, loss = backend.train_step(state, batch, lr)
+            losses.append(loss)
+            for cb in callbacks:
+                cb.on_step(epoch, step, steps)
+        loss_values = [backend.loss_value(v) for v in losses]  # waits for the device
+        epoch_seconds = time.perf_counter() - t0 - (backend.compile_seconds - compiled_before)
+        n_configs = steps * config.batch_size
+        loop.train_seconds += epoch_seconds
+        loop.train_configs += n_configs
+        val = evaluate(backend, state, batcher, split.val, has_energy, has_forces, config.eval_batch_size).result()
+        loop.wall_seconds = time.perf_counter() - wall_start
+        train_loss = float(np.mean(loss_values))
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "lr_last": lr,
+            "val": val,
+            "epoch_seconds": epoch_seconds,
+            "train_configs_per_s": n_configs / epoch_seconds if epoch_seconds > 0 else 0.0,
+            "wall_s": loop.wall_seconds,
+        }
+        loop.history.append(record)
+        loop.epoch = epoch + 1
+        score = val.get(score_name, math.inf)
+        if not math.isfinite(train_loss):
+            loop.stopped = f"diverged: non-finite training loss at epoch {epoch + 1}"
+        elif score < loop.best_score:
+            loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch + 1, 0
+            best_state = state
+            checkpoint.save(checkpoint_dir / BEST, loop.to_dict(), backend.state_to_bytes(state))
+        else:
+            loop.bad_epochs += 1
+            if config.patience and loop.bad_epochs >= config.patience:
+                loop.stopped = f"early stop: no better validation {score_name} for {config.patience} epochs"
+        if config.max_time_s and loop.wall_seconds >= config.max_time_s and loop.epoch < config.epochs:
+            loop.stopped = f"time budget of {config.max_time_s:g} s reached"
+        checkpoint.save(checkpoint_dir / LAST, loop.to_dict(), backend.state_to_bytes(state))
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, record)
+    for cb in callbacks:
+        cb.on_train_end(loop.to_dict())
+    return FitResult(best_state=best_state, loop=loop, score_name=score_name)

@@ -1,0 +1,1 @@
+"""mlffbench plugin: JAT, the sparse graph attention network potential (JAX/Flax)."""

@@ -1,0 +1,47 @@
+"""Entry point of the JAT plugin: registers the ``jat`` model spec (JAX backend)."""
+
+from mlffbench import hookimpl
+from mlffbench.registry import ModelSpec
+from mlffbench_jat.config import EAN_TRAIN, PRESETS, JatConfig, search_space
+
+DESCRIPTION = (
+    "JAT (Hödl 2022): sparse GATv2-style graph attention network with squared-distance edge "
+    "features, self loops, hard cutoff and a global affine energy map; loads the released "
+    "EAN 7x48 checkpoint."
+)
+
+
+def _build(config, stats):
+    from mlffbench_jat.model import build  # jax/flax are imported only when a model is built
+
+    return build(config, stats)
+
+
+def _load_weights(path, config, species=None):
+    from mlffbench_jat.weights import load_weights
+
+    return load_weights(path, config, species=species)
+
+
+def _cutoff(config: JatConfig) -> float:
+    return config.cutoff
+
+
+SPEC = ModelSpec(
+    name="jat",
+    backend="jax",
+    config_class=JatConfig,
+    build=_build,
+    cutoff=_cutoff,
+    description=DESCRIPTION,
+    presets=PRESETS,
+    train_defaults=dict(EAN_TRAIN),
+    search_space=search_space,
+    import_weights=_load_weights,
+)
+
+
+@hookimpl
+def mlffbench_models(register):
+    """Registers the JAT model spec."""
+    register(SPEC)

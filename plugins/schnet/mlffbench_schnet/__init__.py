@@ -1,0 +1,1 @@
+"""mlffbench plugin package for SchNet (the model arrives with its own issue)."""
