@@ -106,7 +106,7 @@ def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOpt
     stats = compute_stats(ds, split.train, neighbors)
     runs.write_json(run_dir / runs.STATS, stats.to_dict())
     potential = spec.build(model_config, stats)
-    backend = get_backend_class(spec.backend)(potential, train_config)
+    backend = get_backend_class(spec.backend)(potential, train_config, force_rms=stats.force_rms)
     batcher = GraphBatcher(ds, neighbors, stats.species, train_config.batch_size)
     return Prepared(spec, card, ds, split, neighbors, stats, model_config, train_config, batcher, backend)
 

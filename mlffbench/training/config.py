@@ -34,6 +34,9 @@ class TrainConfig:
     force_weight: float = 1.0
     energy_weight: float = 0.0
     seed: int = 0
+    # Scale the model's energies at initialisation so that its initial forces have the
+    # training set's force RMS (a constant, not trained; off = the model as published).
+    calibrate_output: bool = False
     patience: int = 0  # epochs without a better validation error before stopping; 0 = never
     max_time_s: float = 0.0  # wall-clock budget for training; 0 = none
     dtype: str = "float32"

@@ -79,17 +79,20 @@ class Potential:
     """Wraps a per-atom energy module into energy / forces / stress functions.
 
     ``reference_energies`` (one per species, eV) is added per atom; zeros disable it.
+    ``output_scale`` multiplies the module's per-atom energies (1 = the module as it is;
+    the backend may calibrate it at initialisation, see ``TrainConfig.calibrate_output``).
     """
 
-    def __init__(self, module, reference_energies):
+    def __init__(self, module, reference_energies, output_scale: float = 1.0):
         self.module = module
         self.reference_energies = jnp.asarray(reference_energies)
+        self.output_scale = float(output_scale)
 
     def atomic_energies(self, params, batch: Batch, positions=None, cell=None) -> jax.Array:
         positions = batch.positions if positions is None else positions
         cell = batch.cell if cell is None else cell
         graph = make_graph(batch, edge_vectors(batch, positions, cell))
-        e = self.module.apply({"params": params}, graph)
+        e = self.module.apply({"params": params}, graph) * self.output_scale
         e = e + self.reference_energies.astype(e.dtype)[batch.species]
         return jnp.where(batch.atom_mask, e, 0.0)
 

@@ -50,11 +50,12 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 class JaxBackend(Backend):
     name = "jax"
 
-    def __init__(self, potential: Potential, config: TrainConfig) -> None:
+    def __init__(self, potential: Potential, config: TrainConfig, force_rms: float = 1.0) -> None:
         if config.dtype == "float64":
             jax.config.update("jax_enable_x64", True)
         self.potential = potential
         self.config = config
+        self.force_rms = float(force_rms)
         self.dtype = np.float64 if config.dtype == "float64" else np.float32
         self.optimizer = make_optimizer(config)
         self._train = {}
@@ -70,9 +71,17 @@ class JaxBackend(Backend):
         graph = make_graph(batch, edge_vectors(batch, batch.positions, batch.cell))
         params = self.potential.module.init(jax.random.PRNGKey(seed), graph)["params"]
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, self.dtype), params)
+        self.potential.output_scale = 1.0
+        if self.config.calibrate_output and self.force_rms > 0:
+            _, forces = jax.jit(self.potential.energy_and_forces)(params, batch)
+            spread = float(jnp.sqrt(jnp.sum(forces**2) / (3.0 * jnp.maximum(batch.atom_mask.sum(), 1))))
+            if spread > 0 and np.isfinite(spread):
+                self.potential.output_scale = self.force_rms / spread
         return TrainState(params, self.optimizer.init(params), jnp.zeros((), jnp.int32))
 
     def with_params(self, state: TrainState, params: Any) -> TrainState:
+        """Imported weights are used as published: no output calibration."""
+        self.potential.output_scale = 1.0
         params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, self.dtype), params)
         return TrainState(params, self.optimizer.init(params), state.step)
 

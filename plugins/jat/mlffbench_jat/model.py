@@ -21,6 +21,7 @@ which keeps the core's edge arrays (and their ordering) untouched.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -169,8 +170,10 @@ class JatModel(nn.Module):
         feat = jnp.stack([q ** (k + 1) for k in range(cfg.n_head)], axis=-1)  # (E, H): q^(k+1)
         weight = None
         if cfg.cutoff_envelope == "cosine":
-            d = jnp.sqrt(jnp.where(valid, q, 1.0))
-            weight = jnp.where(valid, 0.5 * (jnp.cos(jnp.pi * d / cfg.cutoff) + 1.0), 0.0)
+            positive = valid & (q > 0)  # (coincident atoms: f = 1 without a 0/0 gradient)
+            d = jnp.sqrt(jnp.where(positive, q, 1.0))
+            f = jnp.where(positive, 0.5 * (jnp.cos(jnp.pi * d / cfg.cutoff) + 1.0), 1.0)
+            weight = jnp.where(valid, f, 0.0)
 
         s = JatCore(
             layer_dims=cfg.layer_dims,
@@ -208,11 +211,19 @@ def make_model(config: JatConfig, n_species: int, sorted_receivers: bool = False
     return JatModel(n_species=int(n_species), config=config, sorted_receivers=sorted_receivers)
 
 
+@functools.lru_cache(maxsize=16)
+def _compiled_init(module: JatModel):
+    return jax.jit(module.init)
+
+
 def init_params(module: JatModel, seed: int | jax.Array = 0):
-    """Fresh parameters (the original initialisers) for a module from :func:`make_model`."""
+    """Fresh parameters (the original initialisers) for a module from :func:`make_model`.
+
+    The jitted initialiser is cached per module definition (compiling it takes seconds).
+    """
     key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
     dtype = _param_dtype(module.config)
-    return module.init(key, example_graph(module.n_species, dtype))["params"]
+    return _compiled_init(module)(key, example_graph(module.n_species, dtype))["params"]
 
 
 def param_shapes(module: JatModel) -> dict[str, tuple[int, ...]]:
@@ -229,15 +240,20 @@ def build(config: JatConfig, stats: Any) -> Potential:
     ``stats`` needs ``species`` (atomic numbers, the dataset's species order) and
     ``reference_energies`` (eV, one per species); the latter are used only when
     ``config.species_energy_shift`` is on (the faithful model has none, MODELS.md §2.7).
+
+    The model is told that receivers are sorted: the core's batches
+    (:class:`mlffbench.graph.batching.GraphBatcher`) order edges by receiver and point
+    padding edges at the last atom. Feed it only such batches (or use :func:`make_model`).
     """
     species = tuple(int(z) for z in stats.species)
-    module = make_model(config, len(species))
+    module = make_model(config, len(species), sorted_receivers=True)
     dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
     if config.species_energy_shift:
         ref = np.asarray(stats.reference_energies, dtype=np.float64)
         if ref.shape != (len(species),) or not np.all(np.isfinite(ref)):
             raise ConfigError(
-                f"jat: reference_energies must hold {len(species)} finite values (one per species), got shape {ref.shape}"
+                f"jat: reference_energies must hold {len(species)} finite values (one per species), "
+                f"got shape {ref.shape}"
             )
     else:
         ref = np.zeros(len(species))

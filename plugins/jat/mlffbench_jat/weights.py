@@ -60,7 +60,6 @@ def _check_metadata(meta: dict[str, Any], config: JatConfig, path: Path) -> None
         "layer_dims": (tuple(meta.get("layer_dims", config.layer_dims)), config.layer_dims),
         "n_head": (meta.get("n_head", config.n_head), config.n_head),
         "embed_d": (meta.get("embed_d", config.embed_d), config.embed_d),
-        "cutoff": (float(meta.get("graph_cut", config.cutoff)), config.cutoff),
     }
     for name, (stored, wanted) in checks.items():
         if stored != wanted:
@@ -91,6 +90,9 @@ def _embedding_order(
 def load_weights(path: str | Path, config: JatConfig, species: Sequence[int] | None = None):
     """Flax parameter pytree from a released-checkpoint npz, checked against ``config``.
 
+    The cutoff is not part of the parameters and is not checked: the released EAN model
+    was trained with 5 Å (``graph_cut`` in the metadata, see :func:`read_metadata`).
+
     ``species``: atomic numbers in the order of the model's species indices (the dataset
     statistics' ``species``). Default: the checkpoint's elements by ascending atomic number
     (mlffbench's convention). Every path and shape is compared with what the model built
@@ -116,7 +118,7 @@ def load_weights(path: str | Path, config: JatConfig, species: Sequence[int] | N
             raise ConfigError(
                 f"{path}: parameter '{PREFIX}{key}' has shape {tuple(flat[key].shape)}, the model expects {shape}"
             )
-    for key in flat:
+    for key in sorted(flat):
         if key not in expected:
             raise ConfigError(f"{path}: unexpected parameter '{PREFIX}{key}' (not in the model built from the config)")
     bad = [k for k, v in flat.items() if not np.all(np.isfinite(v))]

@@ -102,10 +102,11 @@ class Evaluator:
         self.params = params
         stats = SimpleNamespace(species=self.species, reference_energies=np.zeros(len(self.species)))
         self.potential = build(config, stats)
-        self.energy_and_forces_fn = jax.jit(self.potential.energy_and_forces)
-        self.energy_fn = jax.jit(self.potential.energy)
-        self.atomic_fn = jax.jit(self.potential.atomic_energies)
-        self.stress_fn = jax.jit(self.potential.stress)
+        pot = self.potential
+        # energies, forces and atomic energies in one compiled function
+        self.evaluate_fn = jax.jit(lambda p, b: (*pot.energy_and_forces(p, b), pot.atomic_energies(p, b)))
+        self.energy_fn = jax.jit(pot.energy)
+        self.stress_fn = jax.jit(pot.stress)
 
     def batch(self, configs, cutoff=None, batch_size=None, shape=None):
         """One device batch of ``configs``: list of (numbers, positions, cell, pbc).
@@ -128,19 +129,20 @@ class Evaluator:
         (graph_batch,) = list(batcher.batches(np.arange(len(configs))))
         return to_device(graph_batch, float_dtype()), int(table.n_edges.sum())
 
-    def energy_forces(self, batch):
-        energy, forces = self.energy_and_forces_fn(self.params, batch)
+    def evaluate(self, batch):
+        """(energies (G_real,), forces (N_real, 3), atomic energies (N_real,))."""
+        energy, forces, atomic = self.evaluate_fn(self.params, batch)
         graphs = np.asarray(batch.graph_mask)
         atoms = np.asarray(batch.atom_mask)
-        return np.asarray(energy)[graphs], np.asarray(forces)[atoms]
+        return np.asarray(energy)[graphs], np.asarray(forces)[atoms], np.asarray(atomic)[atoms]
+
+    def energy_forces(self, batch):
+        return self.evaluate(batch)[:2]
 
     def energy(self, batch, positions=None):
         if positions is not None:
             batch = with_positions(batch, positions)
         return np.asarray(self.energy_fn(self.params, batch))[np.asarray(batch.graph_mask)]
-
-    def atomic_energies(self, batch):
-        return np.asarray(self.atomic_fn(self.params, batch))[np.asarray(batch.atom_mask)]
 
     def stress(self, batch):
         return np.asarray(self.stress_fn(self.params, batch))[np.asarray(batch.graph_mask)]

@@ -124,25 +124,25 @@ def test_random_rotation_of_positions_in_fixed_box_is_not_a_symmetry(model, ean0
     assert abs(e1[0] - e0) > 1.0
 
 
-def test_rotation_of_free_molecule(datasets, evaluator):
-    """rMD17 aspirin (C, H, O; no cell) with the released weights restricted to C, H, O."""
+def test_rotation_of_free_molecule(datasets, model):
+    """rMD17 aspirin (C, H, O; no cell, no periodicity): random proper rotations."""
     ds = datasets("rmd17-aspirin")
     assert not ds.pbc.any()
-    ev = evaluator(JatConfig(dtype="float64"), species=(1, 6, 8))
     sl = ds.atoms_of(0)
     numbers, pos = ds.numbers[sl], ds.positions[sl]
     rng = np.random.default_rng(7)
-    batch, n_edges = ev.batch([(numbers, pos, np.zeros((3, 3)), False)])
+    batch, n_edges = model.batch([(numbers, pos, np.zeros((3, 3)), False)])
     assert n_edges > 0
-    e0, f0 = ev.energy_forces(batch)
+    e0, f0 = model.energy_forces(batch)
     for _ in range(2):
         rot = _random_rotation(rng)
         t = rng.normal(size=3)
-        batch, _ = ev.batch([(numbers, pos @ rot.T + t, np.zeros((3, 3)), False)])
-        e1, f1 = ev.energy_forces(batch)
+        batch, _ = model.batch([(numbers, pos @ rot.T + t, np.zeros((3, 3)), False)])
+        e1, f1 = model.energy_forces(batch)
         assert abs(e1[0] - e0[0]) < 1e-10 * abs(e0[0])
         assert np.abs(f1 - f0 @ rot.T).max() < 1e-9
     assert np.abs(f0.sum(axis=0)).max() < 1e-9
+    assert np.abs(f0).max() > 0.1
 
 
 def test_permutation_of_atoms(model, ean0, ean0_result):
@@ -177,7 +177,8 @@ def test_supercell_2x1x1(pair_model, ean0, ean0_result):
     numbers, pos, cell, pbc = ean0
     big_cell = cell.copy()
     big_cell[0] *= 2
-    batch, _ = pair_model.batch([(np.concatenate([numbers, numbers]), np.concatenate([pos, pos + cell[0]]), big_cell, pbc)])
+    supercell = (np.concatenate([numbers, numbers]), np.concatenate([pos, pos + cell[0]]), big_cell, pbc)
+    batch, _ = pair_model.batch([supercell])
     e2, f2 = pair_model.energy_forces(batch)
     assert abs(e2[0] - 2 * e0) < 1e-10 * abs(e0)
     assert np.abs(f2 - np.concatenate([f0, f0])).max() < 1e-9
@@ -196,6 +197,16 @@ def test_batched_equals_one_by_one(model, pair_model, ean, helpers):
         assert abs(energies[k] - e1[0]) < 1e-10 * abs(e1[0])
         assert np.abs(forces[225 * k : 225 * (k + 1)] - f1).max() < 1e-9
     assert abs(energies[0] - energies[1]) > 1e-3  # different configurations differ
+
+
+def test_core_batches_keep_the_sorted_receiver_promise(model, pair_model, ean0, ean, helpers):
+    """build() tells the segment reductions that receivers are sorted; the core's batches
+    (real edges, padding edges, several graphs) must keep that promise."""
+    assert model.potential.module.sorted_receivers
+    for batch in (model.batch([ean0])[0], pair_model.batch([helpers.ean_config(ean, i) for i in (4, 2)])[0]):
+        receivers = np.asarray(batch.receivers)
+        assert np.all(np.diff(receivers) >= 0)
+        assert not np.asarray(batch.edge_mask).all()  # padding edges are included in the check
 
 
 def test_edges_beyond_the_cutoff_are_ignored(model, ean0, ean0_result):

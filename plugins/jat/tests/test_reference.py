@@ -28,8 +28,8 @@ N_EDGES_WITH_SELF_LOOPS = 12_377  # MODELS.md §9.1, original graph generator
 def _evaluate(helpers, evaluator, ean, config, cell):
     ev = evaluator(config)
     batch, n_edges = ev.batch([helpers.ean_config(ean, 0, cell=cell)], shape=helpers.EAN_SHAPE)
-    energy, forces = ev.energy_forces(batch)
-    return float(energy[0]), ev.atomic_energies(batch), forces, n_edges
+    energy, forces, atomic = ev.evaluate(batch)
+    return float(energy[0]), atomic, forces, n_edges
 
 
 def _checkpoint_cell(checkpoint_meta):
@@ -103,8 +103,8 @@ def test_float32_reproduces_original(ean, checkpoint_meta, reference_values, hel
     cell = _checkpoint_cell(checkpoint_meta)
     batch, n_edges = ev.batch([helpers.ean_config(ean, 0, cell=cell)], shape=helpers.EAN_SHAPE)
     assert batch.positions.dtype == np.float32
-    energy, forces = ev.energy_forces(batch)
-    rel_e, max_e, max_f, n = _compare((float(energy[0]), ev.atomic_energies(batch), forces, n_edges), ref)
+    energy, forces, atomic = ev.evaluate(batch)
+    rel_e, max_e, max_f, n = _compare((float(energy[0]), atomic, forces, n_edges), ref)
     assert n == N_EDGES_WITH_SELF_LOOPS
     assert rel_e < 1e-6
     assert max_e < 5e-5

@@ -1,0 +1,93 @@
+"""The JAT config, its presets and search space, and the plugin's registration."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from mlffbench.backends.jax.potential import Potential
+from mlffbench.errors import ConfigError
+from mlffbench.plugins import get_registry
+from mlffbench.stats import compute_stats
+from mlffbench.training.config import TrainConfig
+from mlffbench_jat.config import JatConfig, search_space
+
+
+def test_defaults_are_the_thesis_ean_model():
+    c = JatConfig()
+    assert (c.layer_dims, c.n_head, c.embed_d, c.cutoff) == ((48,) * 7, 1, 48, 5.0)
+    assert c.readout_dims == (64, 32, 16, 16)
+    assert (c.edge_feature_float32, c.cutoff_envelope, c.species_energy_shift) == (False, "none", False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"layer_dims": ()}, "layer_dims must name at least one"),
+        ({"layer_dims": (48, 0)}, "layer_dims must contain positive integers"),
+        ({"layer_dims": "48"}, "layer_dims must be a sequence"),
+        ({"readout_dims": (64, 2.5)}, "readout_dims must contain positive integers"),
+        ({"n_head": 0}, "n_head must be a positive integer"),
+        ({"embed_d": True}, "embed_d must be a positive integer"),
+        ({"cutoff": -1.0}, "cutoff must be a positive finite length"),
+        ({"cutoff": float("inf")}, "cutoff must be a positive finite length"),
+        ({"cutoff": "5"}, "cutoff must be a number"),
+        ({"cutoff_envelope": "smooth"}, "cutoff_envelope must be one of none, cosine"),
+        ({"edge_feature_float32": 1}, "edge_feature_float32 must be true or false"),
+        ({"dtype": "float16"}, "dtype must be one of float32, float64"),
+    ],
+)
+def test_invalid_values_raise_config_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        JatConfig(**overrides)
+
+
+def test_lists_become_tuples_and_unknown_keys_are_named():
+    c = JatConfig.from_dict({"layer_dims": [32, 32, 32], "cutoff": 4})
+    assert c.layer_dims == (32, 32, 32) and c.cutoff == 4.0 and isinstance(c.cutoff, float)
+    assert hash(c) == hash(JatConfig(layer_dims=(32, 32, 32), cutoff=4.0))
+    with pytest.raises(ConfigError, match="unknown option 'n_heads'"):
+        JatConfig.from_dict({"n_heads": 2})
+
+
+def test_registered_through_the_entry_point(weights_path, ean):
+    ean_set = ean
+    registry = get_registry()
+    spec = registry.model("jat")
+    assert registry.provider[("models", "jat")] == "jat"
+    assert spec.backend == "jax" and spec.config_class is JatConfig
+    assert spec.cutoff(JatConfig(cutoff=3.5)) == 3.5
+    # presets and training defaults are valid model and training configs
+    ean = spec.default_config(**spec.presets["ean"]["model"])
+    ani1 = spec.default_config(**spec.presets["ani1"]["model"])
+    assert (ean.layer_dims, ean.n_head, ean.cutoff) == ((48,) * 7, 1, 5.0)
+    assert (ani1.layer_dims, ani1.n_head, ani1.cutoff) == ((48,) * 5, 4, 3.0)
+    train = TrainConfig(**spec.train_defaults)
+    assert (train.batch_size, train.loss, train.log_cosh_p, train.optimizer) == (8, "log-cosh", 10.0, "yogi")
+    assert train.lr == (5e-4, 3e-3, 5e-6) and train.lr_schedule == "one-cycle-epoch"
+    assert TrainConfig(**spec.presets["ean"]["train"]) == train
+    ani1_train = TrainConfig(**spec.presets["ani1"]["train"])
+    assert ani1_train.force_weight == 0 and ani1_train.energy_weight > 0
+    # build and weight import through the spec
+    potential = spec.build(ean, compute_stats(ean_set, np.arange(10)))
+    assert isinstance(potential, Potential) and potential.module.n_species == 4
+    params = spec.import_weights(weights_path, ean)
+    assert params["embed"]["embedding"].shape == (4, 48)
+
+
+def test_search_space_gives_valid_configs():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(25):
+        trial = study.ask()
+        config = JatConfig(**search_space(trial))
+        assert 3 <= len(config.layer_dims) <= 9 and config.layer_dims[0] in (32, 48, 64)
+        assert config.n_head in (1, 2, 4) and 3.5 <= config.cutoff <= 6.0
+        seen.add((len(config.layer_dims), config.n_head))
+        study.tell(trial, 0.0)
+    assert len(seen) > 5
+    fixed = optuna.trial.FixedTrial(
+        {"n_layers": 7, "width": 48, "n_head": 1, "cutoff": 5.0, "readout": "64:32:16:16", "cutoff_envelope": "none"}
+    )
+    assert JatConfig(**search_space(fixed)) == JatConfig()
