@@ -145,7 +145,7 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
 
     prepared = prepare(spec, card, model_config, train_config, options, run_dir, resume=bool(options.resume))
     backend, batcher, split, ds = prepared.backend, prepared.batcher, prepared.split, prepared.dataset
-    initial = spec.import_weights(Path(options.init_from), model_config) if options.init_from else None
+    initial = spec.import_weights(Path(options.init_from), model_config, species=prepared.stats.species) if options.init_from else None
 
     tracker = None
     if tracking:

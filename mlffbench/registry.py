@@ -20,7 +20,8 @@ class ModelSpec:
     """A model a plugin offers.
 
     ``build(config, stats)`` returns the backend-level model (for the ``jax`` backend a
-    :class:`mlffbench.backends.jax.potential.AtomicModel`). ``presets`` maps a dataset
+    :class:`mlffbench.backends.jax.potential.Potential`). ``import_weights(path, config,
+    species=stats.species)`` reads released parameters, ordered for the dataset's species. ``presets`` maps a dataset
     family (e.g. ``"ean"``, ``"ani1"``) to overrides of the model config and of the
     training config (keys ``"model"`` and ``"train"``).
     """

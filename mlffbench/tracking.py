@@ -34,9 +34,10 @@ class MlflowTracker(Callback):
     """Opens one MLflow run per mlffbench run; re-opens the same MLflow run on resume."""
 
     def __init__(self, tracking_uri: str, runs_dir: Path, run_name: str, run_id: str | None = None) -> None:
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
         import mlflow
+
+        for name in ("mlflow", "alembic"):  # after the import: mlflow configures its loggers on import
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self.mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
