@@ -60,6 +60,7 @@ def _check_metadata(meta: dict[str, Any], config: JatConfig, path: Path) -> None
         "layer_dims": (tuple(meta.get("layer_dims", config.layer_dims)), config.layer_dims),
         "n_head": (meta.get("n_head", config.n_head), config.n_head),
         "embed_d": (meta.get("embed_d", config.embed_d), config.embed_d),
+        "cutoff": (float(meta.get("graph_cut", config.cutoff)), float(config.cutoff)),
     }
     for name, (stored, wanted) in checks.items():
         if stored != wanted:
@@ -90,8 +91,8 @@ def _embedding_order(
 def load_weights(path: str | Path, config: JatConfig, species: Sequence[int] | None = None):
     """Flax parameter pytree from a released-checkpoint npz, checked against ``config``.
 
-    The cutoff is not part of the parameters and is not checked: the released EAN model
-    was trained with 5 Å (``graph_cut`` in the metadata, see :func:`read_metadata`).
+    The cutoff is not a parameter, but the weights only mean something with the cutoff they
+    were trained with: a metadata ``graph_cut`` different from ``config.cutoff`` is refused.
 
     ``species``: atomic numbers in the order of the model's species indices (the dataset
     statistics' ``species``). Default: the checkpoint's elements by ascending atomic number

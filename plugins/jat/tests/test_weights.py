@@ -55,6 +55,8 @@ def test_config_that_does_not_match_the_checkpoint(weights_path):
         load_weights(weights_path, JatConfig(layer_dims=(48,) * 6))
     with pytest.raises(ConfigError, match="n_head"):
         load_weights(weights_path, JatConfig(n_head=4))
+    with pytest.raises(ConfigError, match="cutoff=5.0 but the model config has cutoff=4.0"):
+        load_weights(weights_path, JatConfig(cutoff=4.0))
 
 
 def _tampered(tmp_path, weights_path, change, keep_metadata=False):
