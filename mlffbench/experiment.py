@@ -40,10 +40,15 @@ class RunOptions:
     evaluate_split: str = ""  # evaluate only: "val", "test", "all"; training runs use val+test
 
 
-def resolve_configs(spec, card, model_params: dict[str, Any], train_params: dict[str, Any]):
-    """Model config and TrainConfig from: defaults < plugin train defaults < preset < user values."""
+def resolve_configs(spec, card, model_params: dict[str, Any], train_params: dict[str, Any], from_weights: bool = False):
+    """Model config and TrainConfig from: defaults < plugin defaults < family preset < user values.
+
+    ``from_weights``: released weights will be imported, so the plugin's model defaults
+    (deviations for training from scratch) are left out.
+    """
     preset = spec.presets.get(card.family, {}) if card.family else {}
-    model_values = {**preset.get("model", {}), **model_params}
+    model_defaults = {} if from_weights else dict(spec.model_defaults)
+    model_values = {**model_defaults, **preset.get("model", {}), **model_params}
     train_values = {**spec.train_defaults, **preset.get("train", {}), **train_params}
     model_config = from_dict(spec.config_class, model_values, f"{spec.name} model")
     train_config = from_dict(TrainConfig, train_values, "training")
@@ -133,7 +138,9 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
         tracking = bool(tracking_uri)
     else:
         spec, card = registry.model(options.model), registry.dataset(options.dataset)
-        model_config, train_config = resolve_configs(spec, card, options.model_params, options.train_params)
+        model_config, train_config = resolve_configs(
+            spec, card, options.model_params, options.train_params, from_weights=options.init_from is not None
+        )
         run_dir = runs.new_run_dir(options.runs_dir, spec.name, card.name)
         mlflow_run_id = None
         tracking = options.tracking

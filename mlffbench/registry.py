@@ -33,6 +33,7 @@ class ModelSpec:
     cutoff: Callable[[Any], float]
     description: str = ""
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    model_defaults: Mapping[str, Any] = field(default_factory=dict)
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     search_space: Callable[[Any], dict[str, Any]] | None = None
     import_weights: Callable[[Path, Any], Any] | None = None

@@ -188,7 +188,7 @@ def _collect(model, dataset, epochs, batch_size, lr, seed, split_seed, split_pol
             loaded = json.loads(Path(config_file).read_text())
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config file '{config_file}' is not valid JSON: {exc}") from None
-        if not isinstance(loaded, dict) or set(loaded) - {"model", "train", "dataset", "name"}:
+        if not isinstance(loaded, dict) or set(loaded) - {"model", "train", "dataset", "name", "description"}:
             raise ConfigError(f"config file '{config_file}' must hold an object with 'model' and 'train' sections")
         model_params.update(loaded.get("model", {}))
         train_params.update(loaded.get("train", {}))

@@ -10,7 +10,10 @@ import numpy as np
 
 from mlffbench.errors import ConfigError
 
-BACKENDS = {"jax": "mlffbench.backends.jax.trainer:JaxBackend"}
+BACKENDS = {
+    "jax": "mlffbench.backends.jax.trainer:JaxBackend",
+    "torch": "mlffbench.backends.torch.trainer:TorchBackend",
+}
 
 
 class Backend(ABC):

@@ -15,22 +15,24 @@ its self loop r → r (q = 0):
     h'_r = swish(Σ_e α_e Q[s_e]) + skip(h_r), then LayerNorm (not in the last layer)
 
 with f ≡ 1 for the original hard cutoff, or the cosine envelope (documented deviation).
+With ``edge_basis = n`` (deviation, the default for training from scratch) the
+pre-activation gains a radial term: z_e = swish(Q[s] + K[r] + φ(d_e)·W_edge), φ = n
+Gaussians of the distance times a cosine envelope (see :mod:`mlffbench_jat.config`).
 Self loops are not materialised as edges: their logits and messages are added per node,
 which keeps the core's edge arrays (and their ordering) untouched.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import linen as nn
 
+from mlffbench.backends.jax.models import init_params, make_module, param_shapes, reference_energies  # noqa: F401
+from mlffbench.backends.jax.models import param_dtype as _param_dtype
 from mlffbench.backends.jax.potential import EdgeGraph, Potential
-from mlffbench.errors import ConfigError
 from mlffbench_jat.config import JatConfig
 
 LAYERNORM_EPS = 1e-6
@@ -43,8 +45,29 @@ def _round_to_float32(x):
     return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23)
 
 
-def _param_dtype(config: JatConfig):
-    return jnp.float64 if config.dtype == "float64" else jnp.float32
+def _contract(x, kernel):
+    """(M, H, D) · (H, D, K) -> (M, K)."""
+    return jnp.einsum("mhd,hdk->mk", x, kernel.astype(x.dtype))
+
+
+class _AttentionKernel(nn.Module):
+    """The attention vector, stored and initialised exactly as flax ``DenseGeneral`` over
+    the (head, feature) axes of [z ‖ q] would: kernel (H, D+1, H, 1), orthogonal init on the
+    flattened (H·(D+1), H) matrix."""
+
+    n_head: int
+    width: int
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self):
+        shape = (self.n_head, self.width + 1, self.n_head, 1)
+
+        def init(key, shape, dtype):
+            flat = _ORTHO(key, (shape[0] * shape[1], shape[2] * shape[3]), dtype)
+            return jnp.reshape(flat, shape)
+
+        return self.param("kernel", init, shape, self.param_dtype)
 
 
 class JatLayer(nn.Module):
@@ -56,7 +79,7 @@ class JatLayer(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, h, feat, valid, weight, senders, receivers, atom_mask, sorted_receivers=False):
+    def __call__(self, h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers=False):
         n = h.shape[0]
         shape = (self.n_head, self.width)
 
@@ -67,15 +90,22 @@ class JatLayer(nn.Module):
 
         w_send = dense(shape, "DenseGeneral_0")
         w_recv = dense(shape, "DenseGeneral_1")
-        attention = dense((self.n_head, 1), "DenseGeneral_2")
+        # The attention vector a acts on [z ‖ q] (H, D+1 -> H); it is applied as a·z + a_q·q
+        # so that the (E, H, D+1) concatenation is never materialised (same parameter).
+        a = _AttentionKernel(self.n_head, self.width, self.param_dtype, name="DenseGeneral_2")()
+        a_z, a_q = a[:, :-1, :, 0], a[:, -1, :, 0]  # (H, D, H), (H, H)
 
         query = w_send(h)  # (N, H, D): sender projection, doubles as the message value
         key = w_recv(h)  # (N, H, D)
 
-        z = nn.swish(query[senders] + key[receivers])  # (E, H, D)
-        logits = attention(jnp.concatenate([z, feat[:, :, None].astype(z.dtype)], axis=-1))[..., 0]  # (E, H)
-        z_self = nn.swish(query + key)
-        logits_self = attention(jnp.concatenate([z_self, jnp.zeros_like(z_self[..., :1])], axis=-1))[..., 0]
+        pre = query[senders] + key[receivers]  # (E, H, D)
+        if basis is not None:  # radial-basis edge term in the pre-activation (deviation)
+            w_edge = self.param("edge_basis", nn.initializers.lecun_normal(), (basis.shape[-1], self.n_head * self.width), self.param_dtype)
+            pre = pre + (basis @ w_edge.astype(basis.dtype)).reshape(pre.shape)
+        z = nn.swish(pre)
+        logits = _contract(z, a_z) + _contract(feat[:, :, None], a_q[:, None, :])  # (E, H)
+        z_self = nn.swish(query + key)  # self loop: q = 0
+        logits_self = _contract(z_self, a_z)  # (N, H)
 
         # Segment softmax over each receiver's incoming edges plus its self loop, per head.
         # The maximum only stabilises the exponentials; the result does not depend on it.
@@ -121,7 +151,7 @@ class JatCore(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, h, feat, valid, weight, senders, receivers, atom_mask, sorted_receivers=False):
+    def __call__(self, h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers=False):
         n_layers = len(self.layer_dims)
         for t, width in enumerate(self.layer_dims):
             h = JatLayer(
@@ -130,7 +160,7 @@ class JatCore(nn.Module):
                 last=t == n_layers - 1,
                 param_dtype=self.param_dtype,
                 name=f"jat_layers_{t}",
-            )(h, feat, valid, weight, senders, receivers, atom_mask, sorted_receivers)
+            )(h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers)
         x = h.reshape(h.shape[0], -1)  # (N, H·D)
         for i, width in enumerate(self.readout_dims):
             x = nn.Dense(width, use_bias=False, param_dtype=self.param_dtype, name=f"Dense_{i}")(x)
@@ -168,6 +198,13 @@ class JatModel(nn.Module):
         valid = graph.edge_mask & (q < cfg.cutoff**2)  # strict hard cutoff, as the original
         q = jnp.where(valid, q, 0.0)
         feat = jnp.stack([q ** (k + 1) for k in range(cfg.n_head)], axis=-1)  # (E, H): q^(k+1)
+        basis = None
+        if cfg.edge_basis:
+            d = jnp.sqrt(jnp.where(valid & (q > 0), q, 1.0))
+            centers = jnp.linspace(0.0, cfg.cutoff, cfg.edge_basis, dtype=d.dtype)
+            width = cfg.cutoff / cfg.edge_basis
+            envelope = jnp.where(valid, 0.5 * (jnp.cos(jnp.pi * d / cfg.cutoff) + 1.0), 0.0)
+            basis = jnp.exp(-(((d[:, None] - centers) / width) ** 2)) * envelope[:, None]  # (E, n)
         weight = None
         if cfg.cutoff_envelope == "cosine":
             positive = valid & (q > 0)  # (coincident atoms: f = 1 without a 0/0 gradient)
@@ -181,57 +218,13 @@ class JatModel(nn.Module):
             readout_dims=cfg.readout_dims,
             param_dtype=pdt,
             name="core_model",
-        )(h, feat, valid, weight, graph.senders, graph.receivers, graph.atom_mask, self.sorted_receivers)
+        )(h, feat, basis, valid, weight, graph.senders, graph.receivers, graph.atom_mask, self.sorted_receivers)
         e = nn.Dense(1, param_dtype=pdt, name="denormalizer")(s)  # e_i = a·s_i + b, one map for all
         return e[:, 0]
 
 
-def example_graph(n_species: int, dtype=jnp.float32) -> EdgeGraph:
-    """A tiny valid graph (two atoms, one pair) for initialising parameters."""
-    vec = jnp.asarray([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]], dtype)
-    return EdgeGraph(
-        species=jnp.asarray([0, n_species - 1], jnp.int32),
-        atom_mask=jnp.ones(2, bool),
-        vectors=vec,
-        senders=jnp.asarray([0, 1], jnp.int32),
-        receivers=jnp.asarray([1, 0], jnp.int32),
-        edge_mask=jnp.ones(2, bool),
-        graph_index=jnp.zeros(2, jnp.int32),
-        n_graphs=1,
-    )
-
-
 def make_model(config: JatConfig, n_species: int, sorted_receivers: bool = False) -> JatModel:
-    if not isinstance(config, JatConfig):
-        raise ConfigError(f"jat: expected a JatConfig, got {type(config).__name__}")
-    if int(n_species) < 1:
-        raise ConfigError("jat: the dataset statistics name no species")
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)  # as the JAX backend does for float64 training
-    return JatModel(n_species=int(n_species), config=config, sorted_receivers=sorted_receivers)
-
-
-@functools.lru_cache(maxsize=16)
-def _compiled_init(module: JatModel):
-    return jax.jit(module.init)
-
-
-def init_params(module: JatModel, seed: int | jax.Array = 0):
-    """Fresh parameters (the original initialisers) for a module from :func:`make_model`.
-
-    The jitted initialiser is cached per module definition (compiling it takes seconds).
-    """
-    key = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
-    dtype = _param_dtype(module.config)
-    return _compiled_init(module)(key, example_graph(module.n_species, dtype))["params"]
-
-
-def param_shapes(module: JatModel) -> dict[str, tuple[int, ...]]:
-    """Flat ``path → shape`` of the parameters of ``module`` (no computation)."""
-    dtype = _param_dtype(module.config)
-    abstract = jax.eval_shape(module.init, jax.random.PRNGKey(0), example_graph(module.n_species, dtype))
-    flat = jax.tree_util.tree_flatten_with_path(abstract["params"])[0]
-    return {"/".join(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
+    return make_module(JatModel, JatConfig, "jat", config, n_species, sorted_receivers)
 
 
 def build(config: JatConfig, stats: Any) -> Potential:
@@ -247,14 +240,4 @@ def build(config: JatConfig, stats: Any) -> Potential:
     """
     species = tuple(int(z) for z in stats.species)
     module = make_model(config, len(species), sorted_receivers=True)
-    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
-    if config.species_energy_shift:
-        ref = np.asarray(stats.reference_energies, dtype=np.float64)
-        if ref.shape != (len(species),) or not np.all(np.isfinite(ref)):
-            raise ConfigError(
-                f"jat: reference_energies must hold {len(species)} finite values (one per species), "
-                f"got shape {ref.shape}"
-            )
-    else:
-        ref = np.zeros(len(species))
-    return Potential(module, ref.astype(dtype))
+    return Potential(module, reference_energies(stats, len(species), config.species_energy_shift, "jat"))

@@ -2,7 +2,7 @@
 
 from mlffbench import hookimpl
 from mlffbench.registry import ModelSpec
-from mlffbench_jat.config import EAN_TRAIN, PRESETS, JatConfig, search_space
+from mlffbench_jat.config import MODEL_DEFAULTS, PRESETS, TRAIN_DEFAULTS, JatConfig, search_space
 
 DESCRIPTION = (
     "JAT (Hödl 2022): sparse GATv2-style graph attention network with squared-distance edge "
@@ -35,7 +35,8 @@ SPEC = ModelSpec(
     cutoff=_cutoff,
     description=DESCRIPTION,
     presets=PRESETS,
-    train_defaults=dict(EAN_TRAIN),
+    model_defaults=dict(MODEL_DEFAULTS),
+    train_defaults=dict(TRAIN_DEFAULTS),
     search_space=search_space,
     import_weights=_load_weights,
 )

@@ -8,52 +8,26 @@ released weights: $MLFFBENCH_REFERENCE_DIR, else ``shared/reference`` beside the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import jax
-import numpy as np
 import pytest
 
-from mlffbench.backends.jax.trainer import to_device
-from mlffbench.datasets.loading import load_dataset
-from mlffbench.graph.batching import GraphBatcher
-from mlffbench.graph.neighbors import compute_neighbors
-from mlffbench.structures import from_arrays
+from mlffbench.backends.jax import testing as jax_testing
+from mlffbench.backends.jax.testing import x64  # noqa: F401  (a fixture)
+from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, load_reference_values, reference_dir
+from mlffbench.testing import require_reference_file
 from mlffbench_jat.config import JatConfig
 from mlffbench_jat.model import build
 from mlffbench_jat.weights import load_weights
 
 REPO = Path(__file__).resolve().parents[3]
-EAN_SPECIES = (1, 6, 7, 8)  # H, C, N, O: the dataset's sorted atomic numbers
-
-
-def data_dir() -> Path:
-    env = os.environ.get("MLFFBENCH_DATA_DIR", "").strip()
-    return Path(env) if env else REPO / ".." / "shared" / "data"
-
-
-def reference_dir() -> Path:
-    env = os.environ.get("MLFFBENCH_REFERENCE_DIR", "").strip()
-    return Path(env) if env else REPO / ".." / "shared" / "reference"
 
 
 @pytest.fixture(scope="session")
 def datasets(tmp_path_factory):
     """Loads datasets by card name (cached for the session, parsed-set cache in a temp dir)."""
-    root = data_dir()
-    if not root.is_dir():
-        pytest.skip(f"data directory {root} not found (set MLFFBENCH_DATA_DIR)")
-    cache = tmp_path_factory.mktemp("jat-cache")
-    loaded = {}
-
-    def get(name):
-        if name not in loaded:
-            loaded[name] = load_dataset(name, data_dir=root, cache_dir=cache, download=False)
-        return loaded[name]
-
-    return get
+    return dataset_loader(data_dir(REPO), tmp_path_factory, "jat-cache")
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +37,7 @@ def ean(datasets):
 
 @pytest.fixture(scope="session")
 def weights_path() -> Path:
-    path = reference_dir() / "weights" / "jat_ean15_ep3k.npz"
-    if not path.is_file():
-        pytest.skip(f"released JAT weights {path} not found (set MLFFBENCH_REFERENCE_DIR)")
-    return path
+    return require_reference_file(reference_dir(REPO) / "weights" / "jat_ean15_ep3k.npz", "released JAT weights")
 
 
 @pytest.fixture(scope="session")
@@ -76,88 +47,15 @@ def checkpoint_meta(weights_path) -> dict:
 
 @pytest.fixture(scope="session")
 def reference_values() -> dict:
-    path = reference_dir() / "models_reference_values.json"
-    if not path.is_file():
-        pytest.skip(f"reference values {path} not found (set MLFFBENCH_REFERENCE_DIR)")
-    return json.loads(path.read_text())
+    return load_reference_values(REPO)
 
 
-@pytest.fixture
-def x64():
-    """Run the test body with 64-bit JAX, restoring the previous setting afterwards."""
-    with jax.enable_x64(True):
-        yield
-
-
-def float_dtype():
-    return np.float64 if jax.config.jax_enable_x64 else np.float32
-
-
-class Evaluator:
-    """Energies, forces and stress of plain configurations through the core's batches."""
+class Evaluator(jax_testing.Evaluator):
+    """Energies, forces and stress of plain configurations through the core's batches
+    (``batch(configs, cutoff=None, batch_size=None, shape=None)``)."""
 
     def __init__(self, config: JatConfig, species, params):
-        self.config = config
-        self.species = tuple(species)
-        self.params = params
-        stats = SimpleNamespace(species=self.species, reference_energies=np.zeros(len(self.species)))
-        self.potential = build(config, stats)
-        pot = self.potential
-        # energies, forces and atomic energies in one compiled function
-        self.evaluate_fn = jax.jit(lambda p, b: (*pot.energy_and_forces(p, b), pot.atomic_energies(p, b)))
-        self.energy_fn = jax.jit(pot.energy)
-        self.stress_fn = jax.jit(pot.stress)
-
-    def batch(self, configs, cutoff=None, batch_size=None, shape=None):
-        """One device batch of ``configs``: list of (numbers, positions, cell, pbc).
-
-        ``shape``: fixed (n_nodes, n_edges), so that tests share compiled functions.
-        """
-        cutoff = self.config.cutoff if cutoff is None else cutoff
-        numbers = np.concatenate([np.asarray(c[0]) for c in configs])
-        positions = np.concatenate([np.asarray(c[1], np.float64) for c in configs])
-        ds = from_arrays(
-            numbers=numbers,
-            positions=positions,
-            n_atoms=[len(c[0]) for c in configs],
-            cell=np.stack([np.asarray(c[2], np.float64) for c in configs]),
-            pbc=np.stack([np.broadcast_to(np.asarray(c[3], bool), (3,)) for c in configs]),
-        )
-        table = compute_neighbors(ds, cutoff)
-        n_nodes, n_edges = shape if shape is not None else (None, None)
-        batcher = GraphBatcher(ds, table, self.species, batch_size or len(configs), n_nodes=n_nodes, n_edges=n_edges)
-        (graph_batch,) = list(batcher.batches(np.arange(len(configs))))
-        return to_device(graph_batch, float_dtype()), int(table.n_edges.sum())
-
-    def evaluate(self, batch):
-        """(energies (G_real,), forces (N_real, 3), atomic energies (N_real,))."""
-        energy, forces, atomic = self.evaluate_fn(self.params, batch)
-        graphs = np.asarray(batch.graph_mask)
-        atoms = np.asarray(batch.atom_mask)
-        return np.asarray(energy)[graphs], np.asarray(forces)[atoms], np.asarray(atomic)[atoms]
-
-    def energy_forces(self, batch):
-        return self.evaluate(batch)[:2]
-
-    def energy(self, batch, positions=None):
-        if positions is not None:
-            batch = with_positions(batch, positions)
-        return np.asarray(self.energy_fn(self.params, batch))[np.asarray(batch.graph_mask)]
-
-    def stress(self, batch):
-        return np.asarray(self.stress_fn(self.params, batch))[np.asarray(batch.graph_mask)]
-
-
-def with_positions(batch, positions):
-    """The batch with the first len(positions) atom positions replaced (same graph)."""
-    pos = np.array(batch.positions)
-    pos[: len(positions)] = positions
-    return batch._replace(positions=jax.numpy.asarray(pos, batch.positions.dtype))
-
-
-def ean_config(ds, i, cell=None):
-    sl = ds.atoms_of(i)
-    return ds.numbers[sl], ds.positions[sl], ds.cell[i] if cell is None else cell, ds.pbc[i]
+        super().__init__(build, config, species, params)
 
 
 # Fixed padded shapes (n_nodes, n_edges) shared by tests, so each function compiles once:
@@ -185,11 +83,4 @@ def evaluator(weights_path):
 
 @pytest.fixture(scope="session")
 def helpers():
-    return SimpleNamespace(
-        Evaluator=Evaluator,
-        with_positions=with_positions,
-        ean_config=ean_config,
-        EAN_SPECIES=EAN_SPECIES,
-        EAN_SHAPE=EAN_SHAPE,
-        EAN_PAIR_SHAPE=EAN_PAIR_SHAPE,
-    )
+    return jax_testing.helpers(Evaluator, EAN_SHAPE, EAN_PAIR_SHAPE)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import optuna
 import pytest
@@ -11,7 +14,7 @@ from mlffbench.errors import ConfigError
 from mlffbench.plugins import get_registry
 from mlffbench.stats import compute_stats
 from mlffbench.training.config import TrainConfig
-from mlffbench_jat.config import JatConfig, search_space
+from mlffbench_jat.config import EAN_MODEL, EAN_TRAIN, JatConfig, search_space
 
 
 def test_defaults_are_the_thesis_ean_model():
@@ -63,10 +66,18 @@ def test_registered_through_the_entry_point(weights_path, ean):
     ani1 = spec.default_config(**spec.presets["ani1"]["model"])
     assert (ean.layer_dims, ean.n_head, ean.cutoff) == ((48,) * 7, 1, 5.0)
     assert (ani1.layer_dims, ani1.n_head, ani1.cutoff) == ((48,) * 5, 4, 3.0)
+    # training from scratch: the documented deviations (edge basis, Adam, batch 2, one cycle)
+    scratch = spec.default_config(**spec.model_defaults)
+    assert scratch.edge_basis == 16 and scratch.species_energy_shift
     train = TrainConfig(**spec.train_defaults)
-    assert (train.batch_size, train.loss, train.log_cosh_p, train.optimizer) == (8, "log-cosh", 10.0, "yogi")
-    assert train.lr == (5e-4, 3e-3, 5e-6) and train.lr_schedule == "one-cycle-epoch"
-    assert TrainConfig(**spec.presets["ean"]["train"]) == train
+    assert (train.batch_size, train.loss, train.log_cosh_p, train.optimizer) == (2, "log-cosh", 10.0, "adam")
+    assert train.lr_schedule == "one-cycle"
+    # the thesis settings stay selectable: plugins/jat/configs/ean-thesis.json
+    thesis = json.loads((Path(__file__).parents[1] / "configs" / "ean-thesis.json").read_text())
+    assert JatConfig(**{**EAN_MODEL, **thesis["model"]}) == JatConfig()
+    thesis_train = TrainConfig(**{**thesis["train"], "lr": tuple(thesis["train"]["lr"])})
+    assert thesis_train == TrainConfig(**EAN_TRAIN)
+    assert (thesis_train.optimizer, thesis_train.batch_size, thesis_train.lr) == ("yogi", 8, (5e-4, 3e-3, 5e-6))
     ani1_train = TrainConfig(**spec.presets["ani1"]["train"])
     assert ani1_train.force_weight == 0 and ani1_train.energy_weight > 0
     # build and weight import through the spec
@@ -88,6 +99,23 @@ def test_search_space_gives_valid_configs():
         study.tell(trial, 0.0)
     assert len(seen) > 5
     fixed = optuna.trial.FixedTrial(
-        {"n_layers": 7, "width": 48, "n_head": 1, "cutoff": 5.0, "readout": "64:32:16:16", "cutoff_envelope": "none"}
+        {"n_layers": 7, "width": 48, "n_head": 1, "cutoff": 5.0, "readout": "64:32:16:16", "cutoff_envelope": "none",
+         "edge_basis": 0}
     )
     assert JatConfig(**search_space(fixed)) == JatConfig()
+
+
+def test_released_weights_get_the_published_architecture():
+    """Training from scratch uses the plugin's model defaults (edge basis, energy shift);
+    with --init-from the released (thesis) architecture is built instead."""
+    from mlffbench.experiment import resolve_configs
+
+    registry = get_registry()
+    spec, card = registry.model("jat"), registry.dataset("ean")
+    scratch, train = resolve_configs(spec, card, {}, {})
+    released, _ = resolve_configs(spec, card, {}, {}, from_weights=True)
+    assert (scratch.edge_basis, scratch.species_energy_shift) == (16, True)
+    assert released == JatConfig()
+    assert train.optimizer == "adam" and train.batch_size == 2
+    # a user value still wins over both
+    assert resolve_configs(spec, card, {"edge_basis": 8}, {}, from_weights=True)[0].edge_basis == 8

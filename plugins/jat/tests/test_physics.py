@@ -2,7 +2,8 @@
 
 Invariances (translation, rotation of a free molecule, cubic lattice symmetries,
 permutation, periodic images, supercell), batching, forces and stress against finite
-differences, and the energy jump of the faithful hard cutoff vs the cosine envelope.
+differences, and the energy jump of the faithful hard cutoff vs the cosine envelope; for
+the faithful model and for the model with an edge basis (the training default).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import jax
 import numpy as np
 import pytest
 
+from mlffbench.testing import pair_distances, random_rotation
 from mlffbench_jat.config import JatConfig
+from mlffbench_jat.weights import load_weights
 
 RC = 5.0
 
@@ -35,16 +38,38 @@ class _Fixed:
         return getattr(self.ev, name)
 
 
-@pytest.fixture(scope="module")
-def model(evaluator, helpers):
-    """The released EAN model in float64 (faithful: hard cutoff, q in float64)."""
-    return _Fixed(evaluator(JatConfig(dtype="float64")), helpers.EAN_SHAPE)
+def _edge_basis_evaluator(evaluator, helpers, weights_path, n_basis=16):
+    """The released weights plus random (non-trivial) edge-basis kernels in every layer:
+    the default model for training from scratch (``edge_basis`` deviation)."""
+    params = load_weights(weights_path, JatConfig(dtype="float64"), species=helpers.EAN_SPECIES)
+    rng = np.random.default_rng(5)
+    layers = {
+        name: {**layer, "edge_basis": rng.normal(scale=0.3, size=(n_basis, layer["DenseGeneral_0"]["kernel"].shape[-1]))}
+        for name, layer in params["core_model"].items()
+        if name.startswith("jat_layers")
+    }
+    params = {**params, "core_model": {**params["core_model"], **layers}}
+    return helpers.Evaluator(JatConfig(dtype="float64", edge_basis=n_basis), helpers.EAN_SPECIES, params)
+
+
+@pytest.fixture(scope="module", params=["faithful", "edge-basis"])
+def variant(request, evaluator, helpers, weights_path):
+    """The released EAN model in float64 (faithful: hard cutoff, q in float64), and the
+    same with an edge basis; every physics test below runs for both."""
+    if request.param == "faithful":
+        return evaluator(JatConfig(dtype="float64"))
+    return _edge_basis_evaluator(evaluator, helpers, weights_path)
 
 
 @pytest.fixture(scope="module")
-def pair_model(evaluator, helpers):
+def model(variant, helpers):
+    return _Fixed(variant, helpers.EAN_SHAPE)
+
+
+@pytest.fixture(scope="module")
+def pair_model(variant, helpers):
     """The same model for batches of 3 slots holding up to 450 atoms."""
-    return _Fixed(evaluator(JatConfig(dtype="float64")), helpers.EAN_PAIR_SHAPE, batch_size=3)
+    return _Fixed(variant, helpers.EAN_PAIR_SHAPE, batch_size=3)
 
 
 @pytest.fixture(scope="module")
@@ -62,22 +87,6 @@ def ean0_result(model, ean0):
     batch, _ = model.batch([ean0])
     energy, forces = model.energy_forces(batch)
     return float(energy[0]), forces
-
-
-def _random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
-def _pair_distances(numbers, positions, cell, pbc, cutoff):
-    from mlffbench.graph.neighbors import neighbor_list
-
-    s, r, shifts = neighbor_list(positions, cell, pbc, cutoff)
-    vec = positions[r] - positions[s] + shifts @ np.asarray(cell)
-    return s, r, np.linalg.norm(vec, axis=1)
 
 
 def test_translation_invariance_and_zero_net_force(model, ean0, ean0_result):
@@ -118,7 +127,7 @@ def test_random_rotation_of_positions_in_fixed_box_is_not_a_symmetry(model, ean0
     periodic box changes the structure, and the energy (the original: ~145 eV)."""
     e0, _ = ean0_result
     numbers, pos, cell, pbc = ean0
-    rot = _random_rotation(np.random.default_rng(3))
+    rot = random_rotation(np.random.default_rng(3))
     batch, _ = model.batch([(numbers, pos @ rot.T, cell, pbc)])
     e1, _ = model.energy_forces(batch)
     assert abs(e1[0] - e0) > 1.0
@@ -135,7 +144,7 @@ def test_rotation_of_free_molecule(datasets, model):
     assert n_edges > 0
     e0, f0 = model.energy_forces(batch)
     for _ in range(2):
-        rot = _random_rotation(rng)
+        rot = random_rotation(rng)
         t = rng.normal(size=3)
         batch, _ = model.batch([(numbers, pos @ rot.T + t, np.zeros((3, 3)), False)])
         e1, f1 = model.energy_forces(batch)
@@ -223,7 +232,7 @@ def test_edges_beyond_the_cutoff_are_ignored(model, ean0, ean0_result):
 def _safe_atoms(ean0, margin):
     """Atoms with no pair distance within ``margin`` of the cutoff."""
     numbers, pos, cell, pbc = ean0
-    s, r, d = _pair_distances(numbers, pos, cell, pbc, RC + margin)
+    s, r, d = pair_distances(numbers, pos, cell, pbc, RC + margin)
     near = np.abs(d - RC) < margin
     bad = set(s[near].tolist()) | set(r[near].tolist())
     return np.array([i for i in range(len(numbers)) if i not in bad])
@@ -258,7 +267,7 @@ def test_stress_is_strain_derivative_by_finite_differences(model, ean0, ean0_res
     e0, _ = ean0_result
     numbers, pos, cell, pbc = ean0
     batch, _ = model.batch([ean0], cutoff=RC + 0.05)
-    _, _, d = _pair_distances(numbers, pos, cell, pbc, RC + 0.05)
+    _, _, d = pair_distances(numbers, pos, cell, pbc, RC + 0.05)
     h = 1e-6
     assert np.abs(d - RC).min() > 20 * h * RC  # no pair crosses r_c under the strain
     stress = model.stress(batch)[0]

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 
 import jax
 import numpy as np
 import pytest
 
+from mlffbench.backends.jax.testing import flat_params
 from mlffbench.errors import ConfigError, DataError
+from mlffbench.testing import tampered_npz
 from mlffbench_jat.config import JatConfig
 from mlffbench_jat.model import init_params, make_model
 from mlffbench_jat.weights import load_weights
 
 
-def _flat(tree):
-    return {
-        "/".join(k.key for k in path): np.asarray(leaf) for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-    }
-
-
 def test_loads_every_parameter_one_to_one(weights_path):
     params = load_weights(weights_path, JatConfig())
-    flat = _flat(params)
+    flat = flat_params(params)
     raw = np.load(weights_path)
     assert set(flat) == {k.removeprefix("params/") for k in raw.files}
     reference_tree = jax.tree_util.tree_structure(init_params(make_model(JatConfig(), 4)))
@@ -59,16 +54,6 @@ def test_config_that_does_not_match_the_checkpoint(weights_path):
         load_weights(weights_path, JatConfig(cutoff=4.0))
 
 
-def _tampered(tmp_path, weights_path, change, keep_metadata=False):
-    raw = dict(np.load(weights_path))
-    change(raw)
-    path = tmp_path / ("tampered.npz" if keep_metadata else "bare.npz")
-    np.savez(path, **raw)
-    if keep_metadata:
-        shutil.copy(weights_path.with_suffix(".json"), path.with_suffix(".json"))
-    return path
-
-
 def test_mismatches_name_the_first_bad_path(tmp_path, weights_path):
     dense4 = "params/core_model/Dense_4/kernel"
 
@@ -96,10 +81,10 @@ def test_mismatches_name_the_first_bad_path(tmp_path, weights_path):
     ]
     for change, error, message in cases:
         with pytest.raises(error, match=message):
-            load_weights(_tampered(tmp_path, weights_path, change, keep_metadata=True), JatConfig())
+            load_weights(tampered_npz(tmp_path, weights_path, change, keep_metadata=True), JatConfig())
     # without metadata, a 6-layer config meets a 7-layer checkpoint: layer 5 is the last one
     # there (no LayerNorm), so its LayerNorm is the first surplus path
-    plain = _tampered(tmp_path, weights_path, lambda raw: None)
+    plain = tampered_npz(tmp_path, weights_path, lambda raw: None, keep_metadata=False)
     with pytest.raises(ConfigError, match="unexpected parameter 'params/core_model/jat_layers_5/LayerNorm_0/bias'"):
         load_weights(plain, JatConfig(layer_dims=(48,) * 6))
 

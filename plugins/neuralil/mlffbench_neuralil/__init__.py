@@ -1,1 +1,1 @@
-"""mlffbench plugin package for NeuralIL (the model arrives with its own issue)."""
+"""mlffbench plugin package for NeuralIL: spherical Bessel descriptors + MLP + Morse (JAX/Flax)."""

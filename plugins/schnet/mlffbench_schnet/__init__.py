@@ -1,1 +1,1 @@
-"""mlffbench plugin package for SchNet (the model arrives with its own issue)."""
+"""mlffbench plugin package for SchNet on torch-geometric's layers (PyTorch backend)."""

@@ -1,0 +1,1 @@
+"""The PyTorch backend (imported only when a model with ``backend="torch"`` is built)."""

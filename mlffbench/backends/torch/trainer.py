@@ -1,0 +1,264 @@
+"""The PyTorch backend: eager train step, evaluation, state serialisation.
+
+It mirrors :mod:`mlffbench.backends.jax.trainer`: the same loss (forces by autograd with
+``create_graph`` inside the parameter gradient), the same optimizers (optax arithmetic, see
+:mod:`.optim`), the LR passed by the loop per step, the same output calibration. A state is
+immutable: parameters (a name → tensor mapping used through ``torch.func.functional_call``),
+optimizer moments, the step count and the state of the random generator the model's own
+randomness (e.g. dropout) draws from inside a step, so a resumed run repeats an uninterrupted
+one exactly. Eager PyTorch compiles nothing: ``compile_count`` and ``compile_seconds`` stay 0.
+
+Device: ``$MLFFBENCH_TORCH_DEVICE`` (e.g. ``cpu``, ``cuda``, ``cuda:1``), else CUDA when
+available, else CPU. Precision: ``TrainConfig.dtype``. On the CPU the backend turns on
+``torch.set_flush_denormal(True)`` for the process: subnormal floats (e.g. from the tails of
+Gaussian radial features and their gradients) make x86 arithmetic many times slower, and
+flushing them to zero changes results by less than 1e-38 (float32) per value.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+from contextlib import contextmanager
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from mlffbench.backends.torch.losses import pointwise
+from mlffbench.backends.torch.optim import Optimizer, OptState
+from mlffbench.backends.torch.potential import Batch, Potential, to_device
+from mlffbench.errors import ConfigError, RunError
+from mlffbench.training.backend import Backend
+from mlffbench.training.config import TrainConfig
+
+DEVICE_ENV = "MLFFBENCH_TORCH_DEVICE"
+
+
+class TorchState(NamedTuple):
+    params: dict[str, torch.Tensor]
+    opt: OptState
+    step: int
+    rng: torch.Tensor  # CPU generator state (uint8), see rng_scope
+
+
+def select_device(name: str | None = None) -> torch.device:
+    """``name``, else ``$MLFFBENCH_TORCH_DEVICE``, else CUDA when available, else CPU."""
+    name = (name or os.environ.get(DEVICE_ENV, "")).strip()
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"{DEVICE_ENV}: unknown torch device '{name}' (e.g. cpu, cuda, cuda:0)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{DEVICE_ENV}={name}: CUDA is not available to this torch build / machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{DEVICE_ENV}={name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise ConfigError(f"{DEVICE_ENV}={name}: only cpu and cuda devices are supported")
+    return device
+
+
+@contextmanager
+def rng_scope(state: torch.Tensor, device: torch.device):
+    """Run the body with the global RNG set from ``state``; yields a holder of the state after.
+
+    The CUDA generator (if used) is seeded from the CPU one, so the CPU state alone
+    determines a step's randomness. The caller's global RNG is restored afterwards.
+    """
+    devices = [device] if device.type == "cuda" else []
+    after: list[torch.Tensor] = []
+    with torch.random.fork_rng(devices=devices):
+        torch.set_rng_state(state)
+        if devices:
+            torch.cuda.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        yield after
+        after.append(torch.get_rng_state())
+
+
+def _initial_rng(seed: int) -> torch.Tensor:
+    return torch.Generator().manual_seed(int(seed) + 1).get_state()
+
+
+def _reset_parameters(module: torch.nn.Module) -> None:
+    """The module's own initialisation (its ``reset_parameters``, else its children's)."""
+    if callable(getattr(module, "reset_parameters", None)):
+        module.reset_parameters()
+        return
+    for child in module.children():
+        _reset_parameters(child)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, potential: Potential, config: TrainConfig, force_rms: float = 1.0, device: str | None = None) -> None:
+        if not isinstance(potential, Potential):
+            raise ConfigError(
+                f"the torch backend needs a mlffbench.backends.torch.potential.Potential, got {type(potential).__name__}"
+            )
+        self.potential = potential
+        self.config = config
+        self.force_rms = float(force_rms)
+        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        self.device = select_device(device)
+        if self.device.type == "cpu":
+            torch.set_flush_denormal(True)
+        self.optimizer = Optimizer(config)
+        self.compile_count = 0
+        self.compile_seconds = 0.0
+
+    # ------------------------------------------------------------------ state
+    def to_device(self, batch) -> Batch:
+        return to_device(batch, self.dtype, self.device)
+
+    def _params_of_module(self) -> dict[str, torch.Tensor]:
+        return {
+            name: p.detach().to(device=self.device, dtype=self.dtype).clone().requires_grad_(True)
+            for name, p in self.potential.module.named_parameters()
+        }
+
+    def init(self, seed: int, example) -> TorchState:
+        module = self.potential.module
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            # initialise on the CPU in float32: the same parameters on every device and in every dtype
+            module.to(device="cpu", dtype=torch.float32)
+            _reset_parameters(module)
+        module.to(device=self.device, dtype=self.dtype)
+        params = self._params_of_module()
+        self.potential.output_scale = 1.0
+        if self.config.calibrate_output and self.force_rms > 0:
+            module.eval()
+            batch = self.to_device(example)
+            _, forces = self.potential.energy_and_forces(_detached(params), batch)
+            n_real = max(int(batch.atom_mask.sum()), 1)
+            spread = float(torch.sqrt(torch.sum(forces.double() ** 2) / (3.0 * n_real)))
+            if spread > 0 and np.isfinite(spread):
+                self.potential.output_scale = self.force_rms / spread
+        return TorchState(params, self.optimizer.init(params), 0, _initial_rng(seed))
+
+    def with_params(self, state: TorchState, params: Any) -> TorchState:
+        """Imported weights (a name → tensor/array mapping) are used as published: no calibration."""
+        self.potential.output_scale = 1.0
+        names = set(state.params)
+        given = set(params)
+        if given != names:
+            missing, extra = sorted(names - given), sorted(given - names)
+            raise ConfigError(f"imported weights do not fit the model (missing: {missing[:3]}, unexpected: {extra[:3]})")
+        new = {}
+        for name, old in state.params.items():
+            value = torch.as_tensor(np.asarray(params[name]) if not torch.is_tensor(params[name]) else params[name])
+            if tuple(value.shape) != tuple(old.shape):
+                raise ConfigError(f"imported weight '{name}' has shape {tuple(value.shape)}, the model needs {tuple(old.shape)}")
+            new[name] = value.detach().to(device=self.device, dtype=self.dtype).clone().requires_grad_(True)
+        return TorchState(new, self.optimizer.init(new), state.step, state.rng)
+
+    def n_params(self, state: TorchState) -> int:
+        return int(sum(p.numel() for p in state.params.values()))
+
+    def state_to_bytes(self, state: TorchState) -> bytes:
+        cpu = {k: v.detach().cpu() for k, v in state.params.items()}
+        blob = {
+            "format": "mlffbench-torch-state-1",
+            "params": cpu,
+            "opt": {"count": state.opt.count, "mu": _cpu(state.opt.mu), "nu": _cpu(state.opt.nu)},
+            "step": int(state.step),
+            "rng": state.rng.clone(),
+            "output_scale": float(self.potential.output_scale),
+        }
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        return buf.getvalue()
+
+    def state_from_bytes(self, template: TorchState, data: bytes) -> TorchState:
+        try:
+            blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable blob is one user-facing error
+            raise RunError(f"checkpoint state is not a torch backend state ({type(exc).__name__})") from None
+        if not isinstance(blob, dict) or blob.get("format") != "mlffbench-torch-state-1":
+            raise RunError("checkpoint state is not a torch backend state (written by another backend?)")
+        params = blob["params"]
+        if set(params) != set(template.params) or any(
+            tuple(params[k].shape) != tuple(v.shape) for k, v in template.params.items()
+        ):
+            raise RunError("checkpoint state does not fit the model (other model configuration?)")
+
+        def dev(t, grad=False):
+            t = t.to(device=self.device, dtype=self.dtype)
+            return t.requires_grad_(True) if grad else t
+
+        self.potential.output_scale = float(blob["output_scale"])
+        opt = blob["opt"]
+        return TorchState(
+            {k: dev(params[k], grad=True) for k in template.params},
+            OptState(int(opt["count"]), {k: dev(v) for k, v in opt["mu"].items()}, {k: dev(v) for k, v in opt["nu"].items()}),
+            int(blob["step"]),
+            blob["rng"].to(torch.uint8),
+        )
+
+    # ------------------------------------------------------------------ steps
+    def _loss(self, params, batch: Batch) -> torch.Tensor:
+        cfg = self.config
+        graphs = batch.graph_mask.to(batch.positions.dtype)
+        n_real = torch.clamp(graphs.sum(), min=1.0)
+        if cfg.force_weight > 0:
+            energies, forces = self.potential.energy_and_forces(params, batch, create_graph=True)
+        else:
+            energies, forces = self.potential.energy(params, batch), None
+        total = torch.zeros((), dtype=batch.positions.dtype, device=batch.positions.device)
+        if forces is not None:
+            per_comp = pointwise(cfg.loss, batch.forces - forces, cfg.log_cosh_p)
+            per_atom = per_comp.sum(dim=1) * batch.atom_mask
+            per_graph = torch.zeros_like(graphs).index_add(0, batch.graph_index, per_atom) / (3.0 * batch.n_atoms)
+            total = total + cfg.force_weight * (per_graph * graphs).sum() / n_real
+        if cfg.energy_weight > 0:
+            de = (batch.energy - energies) / batch.n_atoms
+            total = total + cfg.energy_weight * (pointwise(cfg.loss, de, cfg.energy_log_cosh_p) * graphs).sum() / n_real
+        return total
+
+    def train_step(self, state: TorchState, batch, lr: float):
+        dev = self.to_device(batch)
+        names = list(state.params)
+        self.potential.module.train()
+        with rng_scope(state.rng, self.device) as rng_after:
+            loss = self._loss(state.params, dev)
+            grads = torch.autograd.grad(loss, [state.params[k] for k in names], allow_unused=True)
+        grads = {k: (torch.zeros_like(state.params[k]) if g is None else g) for k, g in zip(names, grads, strict=True)}
+        params, opt = self.optimizer.step(state.params, grads, state.opt, float(lr))
+        return TorchState(params, opt, state.step + 1, rng_after[0]), loss.detach()
+
+    def loss_value(self, loss) -> float:
+        return float(loss)
+
+    def predict(self, state: TorchState, batch):
+        dev = self.to_device(batch)
+        self.potential.module.eval()
+        energy, forces = self.potential.energy_and_forces(_detached(state.params), dev)
+        return energy.cpu().numpy().astype(np.float64), forces.cpu().numpy().astype(np.float64)
+
+    # ------------------------------------------------------------ environment
+    def environment(self) -> dict[str, str]:
+        if self.device.type == "cuda":
+            device = f"cuda: {torch.cuda.get_device_name(self.device)}"
+        else:
+            device = f"cpu: {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+        env = {"backend": "torch", "device": device, "torch": torch.__version__}
+        try:
+            import torch_geometric
+
+            env["torch_geometric"] = torch_geometric.__version__
+        except ImportError:
+            pass
+        return env
+
+
+def _detached(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in params.items()}
+
+
+def _cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in tensors.items()}

@@ -1,0 +1,128 @@
+"""Helpers for the tests of model plugins (numpy only; pytest is imported where needed).
+
+Where the real data and reference files are, plain configurations ``(numbers, positions,
+cell, pbc)`` turned into the core's graph batches, random rotations, pair distances, and
+tampered copies of a weights file. Backend-specific helpers live in
+``mlffbench.backends.jax.testing`` and ``mlffbench.backends.torch.testing``.
+
+Data: $MLFFBENCH_DATA_DIR, else ``shared/data`` beside the repository. Reference values and
+released weights: $MLFFBENCH_REFERENCE_DIR, else ``shared/reference`` beside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+EAN_SPECIES = (1, 6, 7, 8)  # H, C, N, O: the dataset's sorted atomic numbers
+
+
+def data_dir(repo: Path) -> Path:
+    """$MLFFBENCH_DATA_DIR, else ``shared/data`` beside the repository ``repo``."""
+    env = os.environ.get("MLFFBENCH_DATA_DIR", "").strip()
+    return Path(env) if env else repo / ".." / "shared" / "data"
+
+
+def reference_dir(repo: Path) -> Path:
+    """$MLFFBENCH_REFERENCE_DIR, else ``shared/reference`` beside the repository ``repo``."""
+    env = os.environ.get("MLFFBENCH_REFERENCE_DIR", "").strip()
+    return Path(env) if env else repo / ".." / "shared" / "reference"
+
+
+def dataset_loader(root: Path, tmp_path_factory, cache_name: str):
+    """``get(name)``: datasets by card name from ``root``, cached (parsed-set cache in a
+    temp dir ``cache_name``); skips the test where ``root`` is missing."""
+    import pytest
+
+    from mlffbench.datasets.loading import load_dataset
+
+    if not root.is_dir():
+        pytest.skip(f"data directory {root} not found (set MLFFBENCH_DATA_DIR)")
+    cache = tmp_path_factory.mktemp(cache_name)
+    loaded = {}
+
+    def get(name):
+        if name not in loaded:
+            loaded[name] = load_dataset(name, data_dir=root, cache_dir=cache, download=False)
+        return loaded[name]
+
+    return get
+
+
+def require_reference_file(path: Path, what: str) -> Path:
+    """``path``, or skip the test: ``what`` (e.g. "released JAT weights") is not there."""
+    if not path.is_file():
+        import pytest
+
+        pytest.skip(f"{what} {path} not found (set MLFFBENCH_REFERENCE_DIR)")
+    return path
+
+
+def load_reference_values(repo: Path) -> dict:
+    """The reference values of the models (``models_reference_values.json``), or skip."""
+    path = require_reference_file(reference_dir(repo) / "models_reference_values.json", "reference values")
+    return json.loads(path.read_text())
+
+
+def ean_config(ds, i, cell=None):
+    """Configuration ``i`` of ``ds`` as (numbers, positions, cell, pbc); ``cell`` replaces its cell."""
+    sl = ds.atoms_of(i)
+    return ds.numbers[sl], ds.positions[sl], ds.cell[i] if cell is None else cell, ds.pbc[i]
+
+
+def graph_batch(configs, species, cutoff, batch_size=None, shape=None):
+    """(one numpy GraphBatch of ``configs``, number of real edges).
+
+    ``configs``: list of (numbers, positions, cell, pbc); ``batch_size``: slots (default:
+    one per configuration); ``shape``: fixed padded (n_nodes, n_edges), or None.
+    """
+    from mlffbench.graph.batching import GraphBatcher
+    from mlffbench.graph.neighbors import compute_neighbors
+    from mlffbench.structures import from_arrays
+
+    ds = from_arrays(
+        numbers=np.concatenate([np.asarray(c[0]) for c in configs]),
+        positions=np.concatenate([np.asarray(c[1], np.float64) for c in configs]),
+        n_atoms=[len(c[0]) for c in configs],
+        cell=np.stack([np.asarray(c[2], np.float64) for c in configs]),
+        pbc=np.stack([np.broadcast_to(np.asarray(c[3], bool), (3,)) for c in configs]),
+    )
+    table = compute_neighbors(ds, cutoff)
+    n_nodes, n_edges = shape if shape is not None else (None, None)
+    batcher = GraphBatcher(ds, table, species, batch_size or len(configs), n_nodes=n_nodes, n_edges=n_edges)
+    (batch,) = list(batcher.batches(np.arange(len(configs))))
+    return batch, int(table.n_edges.sum())
+
+
+def random_rotation(rng) -> np.ndarray:
+    """A random proper rotation matrix (3, 3) from ``rng``."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def pair_distances(numbers, positions, cell, pbc, cutoff):
+    """(senders, receivers, distances) of all pairs within ``cutoff`` (periodic images included)."""
+    from mlffbench.graph.neighbors import neighbor_list
+
+    s, r, shifts = neighbor_list(positions, cell, pbc, cutoff)
+    vec = positions[r] - positions[s] + shifts @ np.asarray(cell)
+    return s, r, np.linalg.norm(vec, axis=1)
+
+
+def tampered_npz(tmp_path: Path, weights_path: Path, change, keep_metadata: bool) -> Path:
+    """A copy of the npz ``weights_path`` in ``tmp_path`` after ``change(raw)`` (a dict of its
+    arrays); with its JSON metadata beside it where ``keep_metadata``."""
+    raw = dict(np.load(weights_path))
+    change(raw)
+    path = tmp_path / ("tampered.npz" if keep_metadata else "bare.npz")
+    np.savez(path, **raw)
+    if keep_metadata:
+        shutil.copy(weights_path.with_suffix(".json"), path.with_suffix(".json"))
+    return path

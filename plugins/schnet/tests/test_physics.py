@@ -1,0 +1,226 @@
+"""Physics of the SchNet potential (float64, seeded random weights): invariances, periodic
+images, supercell, batching, forces and stress against finite differences."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from mlffbench.testing import random_rotation
+from mlffbench_schnet.config import SchnetConfig
+
+RC = 5.0
+SMALL = SchnetConfig(hidden_channels=32, num_filters=32, num_interactions=2, num_gaussians=25, cutoff=RC, readout_channels=16)
+
+
+@pytest.fixture(scope="module")
+def model(helpers):
+    return helpers.Evaluator(SMALL, seed=1, references=[-0.5, -3.0, -4.0, -5.0])
+
+
+@pytest.fixture(scope="module")
+def ean0(ean, helpers):
+    return helpers.ean_config(ean, 0)
+
+
+@pytest.fixture(scope="module")
+def ean0_result(model, ean0):
+    batch, _ = model.batch([ean0])
+    energy, forces = model.energy_forces(batch)
+    return float(energy[0]), forces
+
+
+def test_forces_are_real(ean0_result):
+    _, f0 = ean0_result
+    assert np.abs(f0).max() > 1e-2  # a model that ignores geometry would pass the invariances
+
+
+def test_translation_invariance_and_zero_net_force(model, ean0, ean0_result):
+    e0, f0 = ean0_result
+    numbers, pos, cell, pbc = ean0
+    batch, _ = model.batch([(numbers, pos + np.array([1.3, -2.1, 0.7]), cell, pbc)])
+    e1, f1 = model.energy_forces(batch)
+    assert abs(e1[0] - e0) < 1e-10 * abs(e0)
+    assert np.abs(f1 - f0).max() < 1e-9
+    assert np.abs(f0.sum(axis=0)).max() < 1e-9
+
+
+def test_rotation_of_free_molecule(datasets, model):
+    """rMD17 aspirin (C, H, O; no cell, no periodicity): random proper rotations."""
+    ds = datasets("rmd17-aspirin")
+    sl = ds.atoms_of(0)
+    numbers, pos = ds.numbers[sl], ds.positions[sl]
+    rng = np.random.default_rng(7)
+    batch, _ = model.batch([(numbers, pos, np.zeros((3, 3)), False)])
+    e0, f0 = model.energy_forces(batch)
+    for _ in range(2):
+        rot = random_rotation(rng)
+        batch, _ = model.batch([(numbers, pos @ rot.T + rng.normal(size=3), np.zeros((3, 3)), False)])
+        e1, f1 = model.energy_forces(batch)
+        assert abs(e1[0] - e0[0]) < 1e-10 * abs(e0[0])
+        assert np.abs(f1 - f0 @ rot.T).max() < 1e-9
+    assert np.abs(f0.sum(axis=0)).max() < 1e-9
+
+
+def test_cubic_lattice_rotation_is_exact(model, ean0, ean0_result):
+    """90° about z maps the cubic box onto itself: E invariant, forces rotate."""
+    e0, f0 = ean0_result
+    numbers, pos, cell, pbc = ean0
+    rot = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    batch, _ = model.batch([(numbers, pos @ rot.T, cell, pbc)])
+    e1, f1 = model.energy_forces(batch)
+    assert abs(e1[0] - e0) < 1e-10 * abs(e0)
+    assert np.abs(f1 - f0 @ rot.T).max() < 1e-9
+
+
+def test_permutation_of_atoms(model, ean0, ean0_result):
+    e0, f0 = ean0_result
+    numbers, pos, cell, pbc = ean0
+    perm = np.random.default_rng(5).permutation(len(numbers))
+    batch, _ = model.batch([(numbers[perm], pos[perm], cell, pbc)])
+    e1, f1 = model.energy_forces(batch)
+    assert abs(e1[0] - e0) < 1e-10 * abs(e0)
+    assert np.abs(f1 - f0[perm]).max() < 1e-9
+
+
+def test_periodic_images(model, ean0, ean0_result):
+    e0, f0 = ean0_result
+    numbers, pos, cell, pbc = ean0
+    frac = pos @ np.linalg.inv(cell)
+    wrapped = (frac - np.floor(frac)) @ cell
+    assert np.abs(wrapped - pos).max() > 1.0
+    shifted = pos.copy()
+    shifted[17] += cell[0] - 2 * cell[2]
+    for new in (wrapped, shifted):
+        batch, _ = model.batch([(numbers, new, cell, pbc)])
+        e1, f1 = model.energy_forces(batch)
+        assert abs(e1[0] - e0) < 1e-10 * abs(e0)
+        assert np.abs(f1 - f0).max() < 1e-9
+
+
+def test_supercell_2x1x1_doubles_the_energy(model, ean0, ean0_result):
+    e0, f0 = ean0_result
+    numbers, pos, cell, pbc = ean0
+    big = cell.copy()
+    big[0] *= 2
+    batch, _ = model.batch([(np.concatenate([numbers, numbers]), np.concatenate([pos, pos + cell[0]]), big, pbc)])
+    e2, f2 = model.energy_forces(batch)
+    assert abs(e2[0] - 2 * e0) < 1e-10 * abs(e0)
+    assert np.abs(f2 - np.concatenate([f0, f0])).max() < 1e-9
+
+
+def test_self_images_when_the_cutoff_exceeds_the_cell(helpers):
+    """A small periodic box (cutoff > cell length: atoms see their own images) against its
+    2x2x2 supercell: exercises the pair-symmetric path on self-image pairs ±S."""
+    ev = helpers.Evaluator(SMALL, species=(1, 8), seed=4)
+    rng = np.random.default_rng(2)
+    cell = np.diag([3.1, 3.4, 3.7])
+    numbers = np.array([8, 1, 1, 8])
+    pos = rng.uniform(0, 3, size=(4, 3))
+    batch, _ = ev.batch([(numbers, pos, cell, True)])
+    e1, f1 = ev.energy_forces(batch)
+    shifts = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], float) @ cell
+    sup_pos = np.concatenate([pos + s for s in shifts])
+    batch8, _ = ev.batch([(np.tile(numbers, 8), sup_pos, 2 * cell, True)])
+    e8, f8 = ev.energy_forces(batch8)
+    assert abs(e8[0] - 8 * e1[0]) < 1e-9 * abs(e8[0])
+    assert np.abs(f8 - np.tile(f1, (8, 1))).max() < 1e-9
+    full = helpers.Evaluator(dataclasses.replace(SMALL, pair_symmetry=False), species=(1, 8), seed=4)
+    e_full, f_full = full.energy_forces(batch)
+    assert abs(e_full[0] - e1[0]) < 1e-10 * abs(e1[0])
+    assert np.abs(f_full - f1).max() < 1e-9
+
+
+def test_batched_equals_one_by_one(model, ean, helpers):
+    configs = [helpers.ean_config(ean, i) for i in (3, 1)]
+    batch, _ = model.batch(configs)
+    energies, forces = model.energy_forces(batch)
+    for k, conf in enumerate(configs):
+        single, _ = model.batch([conf])
+        e1, f1 = model.energy_forces(single)
+        assert abs(energies[k] - e1[0]) < 1e-10 * abs(e1[0])
+        assert np.abs(forces[225 * k : 225 * (k + 1)] - f1).max() < 1e-9
+    assert abs(energies[0] - energies[1]) > 1e-4
+
+
+def test_edges_beyond_the_cutoff_contribute_nothing(model, ean0, ean0_result):
+    e0, f0 = ean0_result
+    batch, graph_batch = model.batch([ean0], cutoff=RC + 0.5)
+    assert graph_batch.edge_mask.sum() > 225 * 60
+    e1, f1 = model.energy_forces(batch)
+    assert abs(e1[0] - e0) < 1e-10 * abs(e0)
+    assert np.abs(f1 - f0).max() < 1e-9
+
+
+def test_padded_graph_with_padding_edges_equals_the_backend_path(model, ean0, ean0_result):
+    """A model handed padding edges (1000 Å, atom N-1 to itself) ignores them."""
+    from mlffbench.backends.torch.potential import make_graph
+
+    e0, _ = ean0_result
+    batch, graph_batch = model.batch([ean0])
+    n_pad = 7
+    pad = torch.full((n_pad,), batch.positions.shape[0] - 1)
+    vectors = torch.cat([batch.positions[batch.receivers] - batch.positions[batch.senders] + batch.shift_vectors,
+                         torch.tensor([[1e3, 0.0, 0.0]], dtype=torch.float64).repeat(n_pad, 1)])
+    graph = make_graph(batch, vectors)._replace(
+        senders=torch.cat([batch.senders, pad]), receivers=torch.cat([batch.receivers, pad]),
+        edge_mask=torch.cat([batch.edge_mask, torch.zeros(n_pad, dtype=torch.bool)]),
+    )
+    with torch.no_grad():
+        e = model.potential.module(graph)
+    energy = float((e[batch.atom_mask] + model.potential.reference_energies[batch.species[batch.atom_mask]]).sum())
+    assert abs(energy - e0) < 1e-10 * abs(e0)
+
+
+def test_forces_are_minus_gradient_by_finite_differences(model, ean0, ean0_result):
+    """Central differences, h = 1e-4 Å, on a graph built at r_c + 0.05 Å (SchNet's cosine
+    cutoff is smooth, so pairs near r_c need no special care)."""
+    e0, f0 = ean0_result
+    numbers, pos, cell, pbc = ean0
+    batch, _ = model.batch([ean0], cutoff=RC + 0.05)
+    rng = np.random.default_rng(11)
+    h = 1e-4
+    for atom, comp in zip(rng.choice(len(numbers), 8, replace=False), rng.integers(0, 3, 8)):
+        plus, minus = pos.copy(), pos.copy()
+        plus[atom, comp] += h
+        minus[atom, comp] -= h
+        fd = -(model.energy(batch, plus)[0] - model.energy(batch, minus)[0]) / (2 * h)
+        assert abs(fd - f0[atom, comp]) < 1e-6 + 1e-6 * abs(f0[atom, comp]), (atom, comp, fd, f0[atom, comp])
+    v = rng.normal(size=pos.shape)
+    v /= np.linalg.norm(v)
+    fd = -(model.energy(batch, pos + h * v)[0] - model.energy(batch, pos - h * v)[0]) / (2 * h)
+    assert abs(fd - np.sum(f0 * v)) < 1e-6
+
+
+def test_stress_is_strain_derivative_by_finite_differences(model, ean0):
+    numbers, pos, cell, pbc = ean0
+    batch, _ = model.batch([ean0], cutoff=RC + 0.05)
+    stress = model.stress(batch)[0]
+    volume = abs(np.linalg.det(cell))
+    assert np.abs(stress - stress.T).max() < 1e-10
+    assert np.abs(stress).max() > 1e-5
+    h = 1e-5
+    for i, j in [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]:
+        eps = np.zeros((3, 3))
+        eps[i, j] += 0.5 * h
+        eps[j, i] += 0.5 * h
+        energies = []
+        for sign in (1, -1):
+            deform = np.eye(3) + sign * eps
+            strained = batch._replace(
+                cell=batch.cell @ torch.as_tensor(deform),
+                shift_vectors=batch.shifts @ (torch.as_tensor(cell) @ torch.as_tensor(deform)),
+            )
+            energies.append(model.energy(strained, pos @ deform)[0])
+        fd = (energies[0] - energies[1]) / (2 * h) / volume
+        assert abs(fd - stress[i, j]) < 1e-8 + 1e-5 * abs(stress[i, j]), (i, j, fd, stress[i, j])
+
+
+def test_free_molecule_has_zero_stress(datasets, model):
+    ds = datasets("rmd17-aspirin")
+    sl = ds.atoms_of(0)
+    batch, _ = model.batch([(ds.numbers[sl], ds.positions[sl], np.zeros((3, 3)), False)])
+    assert np.all(model.stress(batch) == 0.0)
