@@ -152,6 +152,14 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
 
     prepared = prepare(spec, card, model_config, train_config, options, run_dir, resume=bool(options.resume))
     backend, batcher, split, ds = prepared.backend, prepared.batcher, prepared.split, prepared.dataset
+    warnings = [
+        f"the {part} part has elements absent from the training part ({', '.join(symbols)}): "
+        "predictions for them are not learned"
+        for part, symbols in split.unseen_elements(ds).items()
+    ]
+    for warning in warnings:
+        if console is not None:
+            console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     initial = spec.import_weights(Path(options.init_from), model_config, species=prepared.stats.species) if options.init_from else None
 
     tracker = None
@@ -220,6 +228,7 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
             "device": env.get("device", ""),
             "versions": _versions(env),
             "run_dir": str(run_dir),
+            "warnings": warnings,
         }
     )
     runs.write_json(run_dir / runs.METRICS, metrics)

@@ -92,6 +92,28 @@ class Split:
             raise ConfigError(f"unknown split part '{name}' (known: train, val, test)")
         return getattr(self, name)
 
+    def unseen_elements(self, ds) -> dict[str, list[str]]:
+        """Per held-out part ('val', 'test'), the element symbols absent from the training part.
+
+        A model learns nothing about such an element (no reference energy, no embedding
+        trained), so its predictions for those configurations are extrapolations from nothing.
+        """
+        from mlffbench import elements
+
+        def present(idx):
+            if len(idx) == 0:
+                return set()
+            numbers = np.concatenate([ds.numbers[ds.atoms_of(int(i))] for i in idx])
+            return {int(z) for z in np.unique(numbers)}
+
+        train = present(self.train)
+        out = {}
+        for name in ("val", "test"):
+            missing = sorted(present(getattr(self, name)) - train)
+            if missing:
+                out[name] = [elements.symbol(z) for z in missing]
+        return out
+
     def check_dataset(self, ds) -> None:
         """Raise DataError unless the split was made for this dataset."""
         if ds.fingerprint() != self.dataset_fingerprint:

@@ -75,6 +75,13 @@ def test_group_split_keeps_ani1_molecules_whole():
         assert all(len(g) == 1 for g in groups), "3 molecules, 3 non-empty parts: one molecule each"
         assert set.union(*groups) == {0, 1, 2}
         assert split.sizes["train"] == 5400  # the biggest molecule (CH4) goes to train
+        # held-out NH3 / H2O bring elements the training part never saw: named per part
+        unseen = split.unseen_elements(ds)
+        held_out = {name: {"N": 3600, "O": 1800}[symbols[0]] for name, symbols in unseen.items()}
+        assert sorted(unseen.values()) == [["N"], ["O"]]
+        assert held_out == {"val": split.sizes["val"], "test": split.sizes["test"]}
+    # a random split of EAN sees every element in training
+    assert make_split(_raw.ean(), "random", (0.8, 0.1, 0.1), seed=0).unseen_elements(_raw.ean()) == {}
 
 
 def test_group_split_on_synthetic_ean_groups():
