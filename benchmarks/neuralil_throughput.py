@@ -136,9 +136,9 @@ class Original:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import jax
+    from mlffbench import __version__  # first: it sets XLA's CPU flags before jax is imported
 
-    from mlffbench import __version__
+    import jax
     from mlffbench.datasets.loading import load_dataset
     from mlffbench.plugins import get_registry
     from mlffbench.training.config import TrainConfig, from_dict
