@@ -18,12 +18,19 @@ over the timed epochs after a warm-up epoch (which holds the compilation).
   the same parameter tree, but under current flax creating the parameters inside its
   ``jax.checkpoint(jax.grad(...))`` leaks tracers).
 
+Each variant runs in a worker process of its own (``workers.py``), epochs alternating:
+mlffbench's with the host allocator the ``mlffbench`` command sets up (``mlffbench.runtime``),
+the original with the system's, as its scripts run, and once more with mlffbench's allocator
+(``--no-original-tuned`` skips that), so the allocator's share of the difference is shown.
+
     .venv/bin/python benchmarks/jat_throughput.py --data-dir ../shared/data \\
         --original /path/to/JAT_potential --out /tmp/jat_throughput.json
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata as md
 import json
 import os
 import platform
@@ -36,8 +43,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import OursJax, base_parser, interleave, machine, original_arrays, print_table, write_results  # noqa: E402
+from workers import WorkerVariant, channel, serve  # noqa: E402
 
 ORIGINAL_ELEMENTS = ("C", "H", "N", "O")  # the original numbers species alphabetically
+WORKERS = ("thesis", "default", "original")
 
 
 def parse_args(argv=None):
@@ -45,6 +54,8 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--original", type=Path, default=None, help="checkout of the original JAT code (its src/ is imported)")
     ap.add_argument("--no-default-model", action="store_true", help="time only the thesis model of mlffbench")
+    ap.add_argument("--no-original-tuned", action="store_true", help="skip the original run with mlffbench's allocator")
+    ap.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -120,35 +131,31 @@ class Original:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    from mlffbench import __version__  # first: it sets XLA's CPU flags before jax is imported
+    if args.worker:
+        return _serve(args)
+    from mlffbench import __version__
 
-    import jax
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.plugins import get_registry
-    from mlffbench.training.config import TrainConfig, from_dict
-
-    spec = get_registry().model("jat")
-    thesis = json.loads((Path(__file__).resolve().parents[1] / "plugins" / "jat" / "configs" / "ean-thesis.json").read_text())
-    train_config = from_dict(TrainConfig, {**thesis["train"], "batch_size": args.batch_size}, "training")
-    thesis_model = from_dict(spec.config_class, {**spec.presets["ean"]["model"], **thesis["model"]}, "jat model")
-    default_model = from_dict(spec.config_class, {**spec.model_defaults, **spec.presets["ean"]["model"]}, "jat model")
-
-    ds = load_dataset("ean", data_dir=args.data_dir, download=False)
-    ds = ds.select(np.arange(min(args.configs, ds.n_configs)))
-    indices = np.arange(ds.n_configs)
-
-    variants = [OursJax("mlffbench JAT (thesis model)", spec, thesis_model, train_config, ds, indices)]
+    variants = [WorkerVariant(__file__, argv, "thesis", tuned_allocator=True)]
     if not args.no_default_model:
-        variants.append(OursJax("mlffbench JAT (default model)", spec, default_model, train_config, ds, indices))
+        variants.append(WorkerVariant(__file__, argv, "default", tuned_allocator=True))
     if args.original is not None:
-        variants.append(Original(args.original, train_config, ds, indices))
-
+        variants.append(WorkerVariant(__file__, argv, "original", tuned_allocator=False))
+        if not args.no_original_tuned:
+            variants.append(WorkerVariant(__file__, argv, "original", tuned_allocator=True))
+    indices = np.arange(variants[0].configs)
     load_before = os.getloadavg()
-    results = interleave(variants, indices, args.epochs, args.seed)
+    try:
+        results = interleave(variants, indices, args.epochs, args.seed)
+    finally:
+        for variant in variants:
+            variant.close()
     load_after = os.getloadavg()
+    for result, variant in zip(results, variants, strict=True):
+        result["host_allocator"] = variant.allocator
     rate = {r["variant"]: r["configs_per_s_median"] for r in results}
-    original = rate.get(Original.label)
+    original = rate.get(f"{Original.label} [system malloc]")
     record = {
         "benchmark": "jat_throughput",
         "dataset": "ean",
@@ -156,20 +163,51 @@ def main(argv=None) -> int:
         "timed_epochs": args.epochs,
         "batch_size": args.batch_size,
         "dtype": "float32",
-        "loss": f"forces only, log-cosh p = {train_config.log_cosh_p:g} (second-order autodiff)",
+        "loss": f"forces only, log-cosh p = {_thesis()['train']['log_cosh_p']:g} (second-order autodiff)",
         "results": results,
-        "ratio_to_original": {k: v / original for k, v in rate.items() if original and k != Original.label},
+        "ratio_to_original_as_distributed": {k: v / original for k, v in rate.items() if original and not k.startswith(Original.label + " [system")},
         "machine": machine(load_before, load_after),
-        "versions": {"mlffbench": __version__, "jax": jax.__version__, "python": platform.python_version()},
+        "versions": {"mlffbench": __version__, "jax": md.version("jax"), "python": platform.python_version()},
     }
     print(
         f"\nJAT training throughput on EAN ({record['configurations_per_epoch']} configurations/epoch, batch "
         f"{args.batch_size}, float32, median of {args.epochs} epochs; load average {load_before[0]:.2f} → {load_after[0]:.2f})"
     )
     print_table(results)
-    for label, ratio in record["ratio_to_original"].items():
-        print(f"{label} / original JAT: {ratio:.2f}x")
+    for label, ratio in record["ratio_to_original_as_distributed"].items():
+        print(f"{label} / original JAT [system malloc]: {ratio:.2f}x")
     write_results(args.out, record)
+    return 0
+
+
+def _thesis() -> dict:
+    """The thesis settings ({"model": ..., "train": ...}) as the plugin ships them."""
+    path = Path(__file__).resolve().parents[1] / "plugins" / "jat" / "configs" / "ean-thesis.json"
+    return json.loads(path.read_text())
+
+
+def _serve(args) -> int:
+    """Worker process: build one variant and time its epochs on request (``workers.serve``)."""
+    proto = channel()
+    import mlffbench  # noqa: F401 - first: it sets XLA's CPU flags before jax is imported
+    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.plugins import get_registry
+    from mlffbench.training.config import TrainConfig, from_dict
+
+    spec = get_registry().model("jat")
+    thesis = _thesis()
+    train_config = from_dict(TrainConfig, {**thesis["train"], "batch_size": args.batch_size}, "training")
+    ds = load_dataset("ean", data_dir=args.data_dir, download=False)
+    ds = ds.select(np.arange(min(args.configs, ds.n_configs)))
+    indices = np.arange(ds.n_configs)
+    if args.worker == "original":
+        variant = Original(args.original, train_config, ds, indices)
+    else:
+        model = {**spec.presets["ean"]["model"], **thesis["model"]} if args.worker == "thesis" else {
+            **spec.model_defaults, **spec.presets["ean"]["model"]}
+        label = f"mlffbench JAT ({args.worker} model)"
+        variant = OursJax(label, spec, from_dict(spec.config_class, model, "jat model"), train_config, ds, indices)
+    serve(proto, variant, indices)
     return 0
 
 

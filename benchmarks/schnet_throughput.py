@@ -18,14 +18,19 @@ epochs after a warm-up epoch.
   floats from the Gaussian tails slow x86 arithmetic), so the gain of that setting is visible
   on its own.
 
+Each variant runs in a worker process of its own (``workers.py``), epochs alternating:
+mlffbench's with the host allocator the ``mlffbench`` command sets up (``mlffbench.runtime``),
+PyG with the system's, and once more with mlffbench's allocator and denormal flushing
+(``--no-pyg-tuned`` skips that), so the share of these process settings is shown.
+
     .venv/bin/python benchmarks/schnet_throughput.py --data-dir ../shared/data --out /tmp/schnet_throughput.json
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,7 +38,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import base_parser, write_results  # noqa: E402
+from throughput import base_parser, interleave, write_results  # noqa: E402
+from workers import WorkerVariant, channel, serve  # noqa: E402
+
+WORKERS = ("ours", "pyg", "pyg-flush", "pyg-all-pairs")
 
 
 def parse_args(argv=None):
@@ -43,7 +51,10 @@ def parse_args(argv=None):
     ap.add_argument("--all-pairs", action="store_true", help="also time PyG with max_num_neighbors high enough to keep every pair")
     ap.add_argument("--no-pyg-flush", action="store_true",
                     help="skip the PyG variant with torch.set_flush_denormal(True) (our backend's CPU setting)")
+    ap.add_argument("--no-pyg-tuned", action="store_true",
+                    help="skip the PyG variant with mlffbench's allocator and denormal flushing")
     ap.add_argument("-p", "--param", action="append", default=[], help="SchNet option name=value (repeatable)")
+    ap.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -106,7 +117,9 @@ class Pyg:
         self.shifted_energy = np.array(
             [ds.energy[i] - sum(refs[int(z)] for z in ds.numbers[ds.atoms_of(i)]) for i in range(ds.n_configs)]
         )
-        self.edges_per_atom = None
+        z, pos, batch, *_ = self._batch(np.arange(min(self.batch_size, ds.n_configs)))
+        edge_index, _ = self.model.interaction_graph(pos, batch)
+        self.edges_per_atom = float(edge_index.shape[1] / pos.shape[0])
 
     def _batch(self, idx):
         torch, ds = self.torch, self.ds
@@ -138,87 +151,50 @@ class Pyg:
             self.opt.step()
             losses.append(loss.detach())
         [float(v) for v in losses]
-        if self.edges_per_atom is None:
-            edge_index, _ = self.model.interaction_graph(pos.detach(), batch)
-            self.edges_per_atom = float(edge_index.shape[1] / pos.shape[0])
         return steps * self.batch_size / (time.perf_counter() - t0)
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.worker:
+        return _serve(args)
     import torch
     import torch_geometric
 
     from mlffbench import __version__
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.stats import compute_stats
-    from mlffbench.training.config import TrainConfig, from_dict, parse_value
-    from mlffbench_schnet.config import PRESETS, TRAIN, SchnetConfig
 
-    overrides = {}
-    for item in args.param:
-        key, _, value = item.partition("=")
-        overrides[key.strip()] = parse_value(value)
-    config = from_dict(SchnetConfig, {**PRESETS["ean"]["model"], **overrides}, "schnet model")
-    train_values = {**TRAIN, **PRESETS["ean"]["train"], "loss": "mse"}  # PyG side: the same MSE loss
-    if args.batch_size:
-        train_values["batch_size"] = args.batch_size
-    train_config = from_dict(TrainConfig, train_values, "training")
-
-    ds = load_dataset("ean", data_dir=args.data_dir, download=False)
-    ds = ds.select(np.arange(min(args.configs, ds.n_configs)))
-    indices = np.arange(ds.n_configs)
-    t0 = time.perf_counter()
-    neighbors = compute_neighbors(ds, config.cutoff)
-    neighbor_seconds = time.perf_counter() - t0
-    stats = compute_stats(ds, indices, neighbors)
-
-    variants = [Ours(ds, config, train_config, stats, neighbors), Pyg(ds, config, train_config, stats, args.pyg_max_neighbors)]
+    variants = [WorkerVariant(__file__, argv, "ours", tuned_allocator=True),
+                WorkerVariant(__file__, argv, "pyg", tuned_allocator=False)]
     if not args.no_pyg_flush:
-        variants.append(Pyg(ds, config, train_config, stats, args.pyg_max_neighbors, flush_denormal=True))
+        variants.append(WorkerVariant(__file__, argv, "pyg-flush", tuned_allocator=False))
+    if not args.no_pyg_tuned:
+        variants.append(WorkerVariant(__file__, argv, "pyg-flush", tuned_allocator=True))
     if args.all_pairs:
-        variants.append(Pyg(ds, config, train_config, stats, 10_000))
+        variants.append(WorkerVariant(__file__, argv, "pyg-all-pairs", tuned_allocator=False))
+    indices = np.arange(variants[0].configs)
     load_before = os.getloadavg()
-    rates: dict[int, list[float]] = {k: [] for k in range(len(variants))}
-    cpu_rates: dict[int, list[float]] = {k: [] for k in range(len(variants))}
-    for epoch in range(args.epochs + 1):
-        for k, variant in enumerate(variants):
-            torch.set_flush_denormal(variant.flush_denormal)
-            c0 = time.process_time()
-            rate = variant.epoch(indices, np.random.default_rng([args.seed, epoch]))
-            cpu_rate = len(indices) // train_config.batch_size * train_config.batch_size / (time.process_time() - c0)
-            if epoch > 0:
-                rates[k].append(rate)
-                cpu_rates[k].append(cpu_rate)
-            print(f"epoch {epoch}{' (warm-up)' if epoch == 0 else ''}  {variant.label:<40} {rate:6.2f} configurations/s "
-                  f"({cpu_rate:.2f} per CPU-second)", file=sys.stderr)
+    try:
+        results = interleave(variants, indices, args.epochs, args.seed)
+    finally:
+        for variant in variants:
+            variant.close()
     load_after = os.getloadavg()
-
-    results = []
-    for k, variant in enumerate(variants):
-        results.append({
-            "variant": variant.label,
-            "flush_denormal": variant.flush_denormal,
-            "graph": variant.graph,
-            "edges_per_atom": variant.edges_per_atom,
-            "configs_per_s_median": statistics.median(rates[k]),
-            "configs_per_s_epochs": rates[k],
-            "configs_per_cpu_s_median": statistics.median(cpu_rates[k]),
-        })
+    for result, variant in zip(results, variants, strict=True):
+        result["host_allocator"] = variant.allocator
     ours, pyg = results[0]["configs_per_s_median"], results[1]["configs_per_s_median"]
+    config, train_config = _configs(args)
     record = {
         "benchmark": "schnet_throughput",
         "dataset": "ean",
-        "configurations_per_epoch": int(ds.n_configs),
+        "configurations_per_epoch": int(len(indices) // train_config.batch_size * train_config.batch_size),
         "timed_epochs": args.epochs,
         "batch_size": train_config.batch_size,
         "dtype": "float32",
         "model_config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "loss": "forces (MSE, second-order autograd) + energy",
-        "neighbor_list_seconds_once": neighbor_seconds,
         "results": results,
-        "ratio_ours_to_pyg": ours / pyg if pyg > 0 else None,
+        "ratio_ours_to_plain_pyg": ours / pyg if pyg > 0 else None,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
@@ -230,14 +206,55 @@ def main(argv=None) -> int:
         "versions": {"mlffbench": __version__, "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
                      "python": platform.python_version()},
     }
-    print(f"\nSchNet training throughput on EAN ({ds.n_configs} configurations/epoch, batch {train_config.batch_size}, "
-          f"float32, median of {args.epochs} epochs; load average {load_before[0]:.2f} → {load_after[0]:.2f})")
-    print(f"{'variant':<42} {'configs/s':>10} {'per CPU-s':>10} {'edges/atom':>11}  graph")
+    print(f"\nSchNet training throughput on EAN ({record['configurations_per_epoch']} configurations/epoch, batch "
+          f"{train_config.batch_size}, float32, median of {args.epochs} epochs; load average {load_before[0]:.2f} → {load_after[0]:.2f})")
+    print(f"{'variant':<62} {'configs/s':>10} {'edges/atom':>11}  graph")
     for r in results:
-        print(f"{r['variant']:<42} {r['configs_per_s_median']:>10.2f} {r['configs_per_cpu_s_median']:>10.2f} "
-              f"{r['edges_per_atom']:>11.1f}  {r['graph']}")
-    print(f"ours / PyG: {record['ratio_ours_to_pyg']:.2f}x   (neighbour list once: {neighbor_seconds:.2f} s)")
+        print(f"{r['variant']:<62} {r['configs_per_s_median']:>10.2f} {r['edges_per_atom']:>11.1f}  {r['graph']}")
+    for r in results[1:]:
+        print(f"ours / {r['variant']}: {ours / r['configs_per_s_median']:.2f}x")
     write_results(args.out, record)
+    return 0
+
+
+def _configs(args):
+    """(SchNet config, training config) of the benchmark: the plugin's EAN settings, MSE loss."""
+    from mlffbench.training.config import TrainConfig, from_dict, parse_value
+    from mlffbench_schnet.config import PRESETS, TRAIN, SchnetConfig
+
+    overrides = {}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        overrides[key.strip()] = parse_value(value)
+    config = from_dict(SchnetConfig, {**PRESETS["ean"]["model"], **overrides}, "schnet model")
+    train_values = {**TRAIN, **PRESETS["ean"]["train"], "loss": "mse"}  # PyG side: the same MSE loss
+    if args.batch_size:
+        train_values["batch_size"] = args.batch_size
+    return config, from_dict(TrainConfig, train_values, "training")
+
+
+def _serve(args) -> int:
+    """Worker process: build one variant and time its epochs on request (``workers.serve``)."""
+    proto = channel()
+    import torch
+
+    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.graph.neighbors import compute_neighbors
+    from mlffbench.stats import compute_stats
+
+    config, train_config = _configs(args)
+    ds = load_dataset("ean", data_dir=args.data_dir, download=False)
+    ds = ds.select(np.arange(min(args.configs, ds.n_configs)))
+    indices = np.arange(ds.n_configs)
+    neighbors = compute_neighbors(ds, config.cutoff)
+    stats = compute_stats(ds, indices, neighbors)
+    if args.worker == "ours":
+        variant = Ours(ds, config, train_config, stats, neighbors)
+    else:
+        max_neighbors = 10_000 if args.worker == "pyg-all-pairs" else args.pyg_max_neighbors
+        variant = Pyg(ds, config, train_config, stats, max_neighbors, flush_denormal=args.worker == "pyg-flush")
+    torch.set_flush_denormal(variant.flush_denormal)
+    serve(proto, variant, indices)
     return 0
 
 

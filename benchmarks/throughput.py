@@ -77,9 +77,14 @@ def interleave(variants, indices, epochs: int, seed: int = 0) -> list[dict]:
 
 
 def machine(load_before, load_after) -> dict:
+    """The core's hardware/software fingerprint (``mlffbench.timing.machine_fingerprint``)
+    plus the JAX device and the load average before and after the measurement."""
     import jax
 
+    from mlffbench.timing import machine_fingerprint
+
     return {
+        **machine_fingerprint([str(jax.devices()[0])]),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),

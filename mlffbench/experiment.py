@@ -18,6 +18,7 @@ import numpy as np
 
 from mlffbench import __version__, runs
 from mlffbench.errors import ConfigError, RunError
+from mlffbench.runtime import allocator
 from mlffbench.training.config import TrainConfig, from_dict
 
 
@@ -38,6 +39,9 @@ class RunOptions:
     progress: bool = True
     download: bool = True
     evaluate_split: str = ""  # evaluate only: "val", "test", "all"; training runs use val+test
+    callbacks: list[Any] = field(default_factory=list)  # extra training-loop callbacks (e.g. tune's pruning)
+    mlflow_parent_run_id: str | None = None  # nest the MLflow run under this one (tune: the study's run)
+    mlflow_tags: dict[str, str] = field(default_factory=dict)
 
 
 def resolve_configs(spec, card, model_params: dict[str, Any], train_params: dict[str, Any], from_weights: bool = False):
@@ -80,11 +84,27 @@ class Prepared:
     backend: Any
 
 
+def run_split(ds, card, train_config: TrainConfig):
+    """The split a new run of ``train_config`` on ``ds`` (card ``card``) uses: a pure function
+    of the data, the card's split policy and the split settings of ``train_config``."""
+    from mlffbench.datasets.loading import config_roles
+    from mlffbench.splits import make_split
+
+    policy = train_config.split_policy or card.split.get("policy", "random")
+    fractions = tuple(train_config.split_fractions or card.split.get("fractions", (0.8, 0.1, 0.1)))
+    if len(fractions) == 2:  # "files" policy: train/val within the training files
+        fractions = (*fractions, 0.0)
+    roles = config_roles(ds, card)
+    test_origins = sorted({ds.origin_names[o] for o in np.unique(ds.origin[roles == "test"])}) if ds.origin is not None else []
+    holdout = train_config.holdout or tuple(card.split.get("holdout", ()))
+    return make_split(ds, policy=policy, fractions=fractions, seed=train_config.split_seed, holdout=holdout, test_origins=test_origins)
+
+
 def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOptions, run_dir: Path, resume: bool) -> Prepared:
-    from mlffbench.datasets.loading import config_roles, default_cache_dir, load_dataset
+    from mlffbench.datasets.loading import default_cache_dir, load_dataset
     from mlffbench.graph.batching import GraphBatcher
     from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.splits import Split, make_split
+    from mlffbench.splits import Split
     from mlffbench.stats import compute_stats
     from mlffbench.training.backend import get_backend_class
 
@@ -97,14 +117,7 @@ def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOpt
         if split.dataset_fingerprint != ds.fingerprint():
             raise RunError(f"dataset '{card.name}' changed since the run started (fingerprint differs from {split_path})")
     else:
-        policy = train_config.split_policy or card.split.get("policy", "random")
-        fractions = tuple(train_config.split_fractions or card.split.get("fractions", (0.8, 0.1, 0.1)))
-        if len(fractions) == 2:  # "files" policy: train/val within the training files
-            fractions = (*fractions, 0.0)
-        roles = config_roles(ds, card)
-        test_origins = sorted({ds.origin_names[o] for o in np.unique(ds.origin[roles == "test"])}) if ds.origin is not None else []
-        holdout = train_config.holdout or tuple(card.split.get("holdout", ()))
-        split = make_split(ds, policy=policy, fractions=fractions, seed=train_config.split_seed, holdout=holdout, test_origins=test_origins)
+        split = run_split(ds, card, train_config)
         split.save(split_path)
     cache_dir = default_cache_dir()
     neighbors = compute_neighbors(ds, spec.cutoff(model_config), cache_dir=cache_dir / "neighbors")
@@ -166,7 +179,10 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     if tracking:
         from mlffbench.tracking import MlflowTracker
 
-        tracker = MlflowTracker(tracking_uri, options.runs_dir if not options.resume else run_dir.parent, run_dir.name, run_id=mlflow_run_id)
+        tracker = MlflowTracker(
+            tracking_uri, options.runs_dir if not options.resume else run_dir.parent, run_dir.name, run_id=mlflow_run_id,
+            parent_run_id=options.mlflow_parent_run_id, tags=options.mlflow_tags,
+        )
     config_record = {
         "model": spec.name,
         "dataset": card.name,
@@ -182,7 +198,7 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     if tracker:
         tracker.log_params({"model": spec.name, "dataset": card.name, "model_config": config_record["model_config"], "train": config_record["train"]})
 
-    callbacks = [c for c in (tracker,) if c is not None]
+    callbacks = [c for c in (tracker,) if c is not None] + list(options.callbacks)
     if options.progress:
         callbacks.append(RichProgress(console=console, description=f"{spec.name} on {card.name}"))
     has_energy, has_forces = ds.energy is not None, ds.forces is not None
@@ -226,6 +242,7 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
             "n_params": backend.n_params(result.best_state),
             "zero_force_mae": _zero_force_mae(ds, test_idx) if has_forces else None,
             "device": env.get("device", ""),
+            "host_allocator": allocator(),
             "versions": _versions(env),
             "run_dir": str(run_dir),
             "warnings": warnings,

@@ -23,7 +23,9 @@ class ModelSpec:
     :class:`mlffbench.backends.jax.potential.Potential`). ``import_weights(path, config,
     species=stats.species)`` reads released parameters, ordered for the dataset's species. ``presets`` maps a dataset
     family (e.g. ``"ean"``, ``"ani1"``) to overrides of the model config and of the
-    training config (keys ``"model"`` and ``"train"``).
+    training config (keys ``"model"`` and ``"train"``). ``search_space`` is a
+    :class:`mlffbench.search_space.SearchSpace` (typed dimensions and their mapping to model
+    and training overrides) that ``mlffbench tune`` samples.
     """
 
     name: str
@@ -35,8 +37,12 @@ class ModelSpec:
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     model_defaults: Mapping[str, Any] = field(default_factory=dict)
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
-    search_space: Callable[[Any], dict[str, Any]] | None = None
+    search_space: Any = None  # a mlffbench.search_space.SearchSpace: what `mlffbench tune` explores
     import_weights: Callable[[Path, Any], Any] | None = None
+    # hard_cutoff(config): True where the model's energy is meant to jump when a pair crosses
+    # its cutoff (a faithful hard cutoff); the conformance suite then reports the jump
+    # instead of failing on it. None: the energy must be smooth.
+    hard_cutoff: Callable[[Any], bool] | None = None
 
     def default_config(self, **overrides: Any) -> Any:
         return self.config_class(**overrides)

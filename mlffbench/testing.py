@@ -107,32 +107,6 @@ def random_rotation(rng) -> np.ndarray:
     return q
 
 
-def pair_distances(numbers, positions, cell, pbc, cutoff):
-    """(senders, receivers, distances) of all pairs within ``cutoff`` (periodic images included)."""
-    from mlffbench.graph.neighbors import neighbor_list
-
-    s, r, shifts = neighbor_list(positions, cell, pbc, cutoff)
-    vec = positions[r] - positions[s] + shifts @ np.asarray(cell)
-    return s, r, np.linalg.norm(vec, axis=1)
-
-
-STRAIN_COMPONENTS = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
-
-
-def finite_difference_stress(strained_energy, volume: float, h: float) -> np.ndarray:
-    """(1/V) dE/dε by central differences: ``strained_energy(deform)`` is the energy with
-    positions and cell multiplied by ``deform`` = 1 ± ε (ε symmetric, one component pair at
-    ±h/2); returns the symmetric 3×3 array for the six components."""
-    out = np.zeros((3, 3))
-    for i, j in STRAIN_COMPONENTS:
-        eps = np.zeros((3, 3))
-        eps[i, j] += 0.5 * h
-        eps[j, i] += 0.5 * h
-        plus, minus = (float(strained_energy(np.eye(3) + sign * eps)) for sign in (1, -1))
-        out[i, j] = out[j, i] = (plus - minus) / (2 * h) / volume
-    return out
-
-
 def tampered_npz(tmp_path: Path, weights_path: Path, change, keep_metadata: bool) -> Path:
     """A copy of the npz ``weights_path`` in ``tmp_path`` after ``change(raw)`` (a dict of its
     arrays); with its JSON metadata beside it where ``keep_metadata``."""

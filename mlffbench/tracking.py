@@ -30,10 +30,34 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def experiment_id_for(client, tracking_uri: str, runs_dir: Path) -> str:
+    """The id of the ``mlffbench`` experiment, created when missing (artifacts beside an
+    SQLite store go to ``<runs-dir>/mlartifacts``)."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = None
+    if tracking_uri.startswith("sqlite:"):
+        artifacts = (Path(runs_dir).resolve() / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    except Exception:  # another process (a second tune worker) created it first
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
 class MlflowTracker(Callback):
     """Opens one MLflow run per mlffbench run; re-opens the same MLflow run on resume."""
 
-    def __init__(self, tracking_uri: str, runs_dir: Path, run_name: str, run_id: str | None = None) -> None:
+    def __init__(
+        self, tracking_uri: str, runs_dir: Path, run_name: str, run_id: str | None = None,
+        parent_run_id: str | None = None, tags: dict[str, str] | None = None,
+    ) -> None:
         import mlflow
 
         for name in ("mlflow", "alembic"):  # after the import: mlflow configures its loggers on import
@@ -42,15 +66,15 @@ class MlflowTracker(Callback):
         self.mlflow = mlflow
         mlflow.set_tracking_uri(tracking_uri)
         client = mlflow.MlflowClient()
-        experiment = client.get_experiment_by_name(EXPERIMENT)
-        if experiment is None:
-            artifacts = None
-            if tracking_uri.startswith("sqlite:"):
-                artifacts = (Path(runs_dir).resolve() / "mlartifacts").as_uri()
-            experiment_id = client.create_experiment(EXPERIMENT, artifact_location=artifacts)
-        else:
-            experiment_id = experiment.experiment_id
-        self.run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name)
+        experiment_id = experiment_id_for(client, tracking_uri, runs_dir)
+        tags = dict(tags or {})
+        if parent_run_id and not run_id:
+            # nesting is this tag in MLflow; set directly because the parent (a tune study's
+            # run) may belong to another process or machine
+            tags[PARENT_TAG] = parent_run_id
+        self.run = mlflow.start_run(
+            run_id=run_id, experiment_id=None if run_id else experiment_id, run_name=run_name, tags=tags or None
+        )
         self.run_id = self.run.info.run_id
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -65,6 +89,10 @@ class MlflowTracker(Callback):
         for k, v in record["val"].items():
             metrics[f"val_{k}"] = v
         self.mlflow.log_metrics(metrics, step=record["epoch"])
+
+    def on_evaluation(self, epoch: int, step: int, steps: int, val: dict[str, Any]) -> None:
+        """Validation within an epoch (asked for by e.g. tune's pruning): step = optimizer steps so far."""
+        self.mlflow.log_metrics({f"val_{k}_within_epoch": v for k, v in val.items()}, step=epoch * steps + step)
 
     def finish(self, run_dir: Path, metrics: dict[str, Any]) -> None:
         flat = flatten("", {k: metrics[k] for k in ("val", "test") if k in metrics}, {})

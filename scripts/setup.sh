@@ -11,4 +11,15 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to the local CPU wheel (torch==2.13.0): an unpinned torch pulls CUDA builds.
 .venv/bin/python -m pip install -q -e ".[jax,torch,test]" -e plugins/jat -e plugins/neuralil -e plugins/schnet
+# A PostgreSQL server for the multi-worker tuning test (tests/test_tune_postgres.py starts its own
+# cluster on loopback): Debian's package when the server programs are missing.
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "warning: no PostgreSQL server found; install it (Debian: apt-get install postgresql) to run tests/test_tune_postgres.py" >&2
+  fi
+fi
 .venv/bin/mlffbench --version

@@ -47,7 +47,7 @@ RMD17_ATOMS = dict(
     toluene=15,
     uracil=12,
 )
-NAMES = {"ean", "ani1-s01", "comp6-s66x8", "botnet-acac", "botnet-ethanol", "hfo2-slabs", "water"} | {
+NAMES = {"ean", "ani1-s01", "comp6-s66x8", "botnet-acac", "botnet-ethanol", "botnet-ethanol-dimers", "hfo2-slabs", "water"} | {
     f"rmd17-{m}" for m in RMD17
 }
 
@@ -58,6 +58,7 @@ EXPECTED = {
     "comp6-s66x8": (528, (6, 34), {"": 528}),
     "botnet-acac": (1800, (15, 15), {"train": 500, "test": 1300}),
     "botnet-ethanol": (2000, (9, 9), {"train": 1000, "test": 1000}),
+    "botnet-ethanol-dimers": (429, (2, 2), {"": 429}),
     "hfo2-slabs": (105, (60, 98), {"train": 76, "test": 29}),
     "water": (400, (192, 192), {"": 400}),
     **{f"rmd17-{m}": (2000, (n, n), {"train": 1000, "test": 1000}) for m, n in RMD17_ATOMS.items()},

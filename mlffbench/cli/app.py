@@ -286,5 +286,84 @@ def evaluate(model, evaluate_split, **kwargs) -> None:
     _report(run_dir, metrics)
 
 
+# ------------------------------------------------- speed: bench and compare
+from mlffbench.cli.speed import bench as _bench_command, compare as _compare_command  # noqa: E402
+
+main.add_command(_bench_command)
+main.add_command(_compare_command)
+
+
+# ------------------------------------------------------------------ tuning
+@main.command()
+@click.argument("model", required=False)
+@click.option("--dataset", "-d", "dataset", help="Dataset name (see `mlffbench datasets`).")
+@click.option("--study", help="Study name: joins or resumes it (default: a new MODEL-DATASET-TIME study).")
+@click.option("--storage", help="Optuna storage URL, e.g. postgresql://user@host:5432/db (default: sqlite in the runs dir).")
+@click.option("--trials", type=int, default=20, show_default=True, help="Trials this worker runs.")
+@click.option("--study-trials", type=int, default=0, help="Stop once the study has this many complete+pruned trials (all workers).")
+@click.option("--epochs", type=int, help="Training epochs per trial.")
+@click.option("--trial-timeout", type=float, help="Training seconds per trial (checked per epoch).")
+@click.option("--objective", help="accuracy (val force MAE) or accuracy,speed (plus inference µs/atom/step).")
+@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), help="Pruner on the validation force MAE (default median).")
+@click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True, help="Sampler.")
+@click.option("--seed", type=int, help="Sampler seed.")
+@click.option("--reports-per-epoch", type=int, help="Validation reports to the pruner per epoch (default: >= 4 per trial).")
+@click.option("--max-configs", type=int, help="Use only the first N configurations (cheap trials).")
+@click.option("--param", "-p", "params", multiple=True, help="Fix a search-space parameter or a model option: name=value.")
+@click.option("--train", "-t", "train_items", multiple=True, help="Fix a training option: name=value.")
+@click.option("--heartbeat", type=int, default=60, show_default=True, help="Seconds between trial heartbeats; a trial silent for twice this is marked failed.")
+@click.option("--top", type=int, default=10, show_default=True, help="Best trials shown.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Where the best config and plots go (default: RUNS_DIR/tune-STUDY).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Where trial runs, the default study database and MLflow store go.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir).")
+@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+def tune(model, dataset, study, storage, trials, study_trials, epochs, trial_timeout, objective, pruner, sampler, seed,
+         reports_per_epoch, max_configs, params, train_items, heartbeat, top, out_dir, data_dir, runs_dir, tracking_uri,
+         no_tracking) -> None:
+    """Search MODEL's hyperparameters with Optuna (pruning, resumable, many workers)."""
+    from mlffbench.tuning.report import render
+    from mlffbench.tuning.study import TuneOptions
+    from mlffbench.tuning.study import tune as run_tune
+
+    if model is None and study is None:
+        raise ConfigError("missing MODEL (or --study NAME to resume a study)")
+    if model is not None and dataset is None and study is None:
+        raise ConfigError("missing --dataset (see `mlffbench datasets`)")
+    objectives = tuple(o.strip() for o in objective.split(",")) if objective else None
+    options = TuneOptions(
+        model=model, dataset=dataset, study=study, storage=storage, trials=trials, study_trials=study_trials,
+        objectives=objectives, epochs=epochs, trial_timeout=trial_timeout, max_configs=max_configs,
+        reports_per_epoch=reports_per_epoch, pruner=pruner, sampler=sampler, seed=seed,
+        params=_key_values(params, "--param"), train_params=_key_values(train_items, "--train"), heartbeat=heartbeat,
+        data_dir=data_dir, runs_dir=runs_dir, out_dir=out_dir, tracking_uri=tracking_uri, tracking=not no_tracking, top=top,
+    )
+    import signal
+
+    def terminated(signum, frame):  # a batch scheduler's SIGTERM: stop like Ctrl-C (trial marked failed)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
+    err = _err_console()
+    summary = run_tune(options, log=lambda text: err.print(text, highlight=False, markup=False))
+    render(summary, _console())
+
+
+# ----------------------------------------------------------------- physics
+from mlffbench.cli.physics import check as _check_command, md as _md_command, scan as _scan_command  # noqa: E402
+
+main.add_command(_check_command)
+main.add_command(_md_command)
+main.add_command(_scan_command)
+
+
 if __name__ == "__main__":
+    main()
+
+
+def entry() -> None:
+    """The console script: the tuned host allocator first (see :mod:`mlffbench.runtime`), then the CLI."""
+    from mlffbench.runtime import reexec_with_tuned_allocator
+
+    reexec_with_tuned_allocator()
     main()

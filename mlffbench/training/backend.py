@@ -65,6 +65,26 @@ class Backend(ABC):
     compile_count: int = 0
     compile_seconds: float = 0.0
 
+    # ------------------------------------------------ timing (mlffbench.timing)
+    def sync(self, value: Any) -> None:
+        """Wait until the device has computed ``value`` (a result of a step or prediction)."""
+
+    def compilations(self) -> int:
+        """Compilations done so far (process-wide where the framework counts them so)."""
+        return int(self.compile_count)
+
+    def inference_fn(self, state: Any, batch):
+        """A zero-argument callable computing energy and forces of ``batch`` with the data
+        already on the device; its result is what :meth:`sync` waits for."""
+        return lambda: self.predict(state, batch)
+
+    def peak_device_memory(self) -> int | None:
+        """Peak accelerator memory in bytes (None on a CPU or where unknown)."""
+        return None
+
+    def reset_peak_device_memory(self) -> None:
+        """Start a new peak for :meth:`peak_device_memory` (where the framework can)."""
+
 
 def get_backend_class(name: str) -> type[Backend]:
     """Import a backend lazily (jax/torch are imported only here)."""

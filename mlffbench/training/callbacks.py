@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 
+class StopTraining(Exception):
+    """Raised by a callback to end training cleanly after the current evaluation.
+
+    The loop finishes the epoch's bookkeeping, records the message as ``stopped`` and
+    returns normally (used for pruning and divergence detection by ``mlffbench tune``).
+    """
+
+
 class Callback:
     def on_train_start(self, info: dict[str, Any]) -> None:
         """Once, before the first epoch (``info``: epochs, start_epoch, steps_per_epoch)."""
@@ -14,6 +22,14 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         """After each epoch's evaluation; ``record`` is the epoch's history entry."""
+
+    def evaluate_at(self, epoch: int, step: int, steps: int) -> bool:
+        """Whether to evaluate the validation part after ``step`` of ``steps`` optimizer steps
+        of ``epoch`` (only asked within an epoch; the epoch end is always evaluated)."""
+        return False
+
+    def on_evaluation(self, epoch: int, step: int, steps: int, val: dict[str, Any]) -> None:
+        """After a within-epoch validation asked for by ``evaluate_at`` (any callback's)."""
 
     def on_train_end(self, summary: dict[str, Any]) -> None:
         """Once, after training stopped."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from mlffbench.errors import RunError
 from mlffbench.training import checkpoint
-from mlffbench.training.callbacks import Callback
+from mlffbench.training.callbacks import Callback, StopTraining
 from mlffbench.training.config import TrainConfig
 from mlffbench.training.metrics import ErrorAccumulator
 from mlffbench.training.schedule import learning_rate
@@ -106,15 +106,25 @@ def fit(
         compiled_before = backend.compile_seconds
         t0 = time.perf_counter()
         lr = 0.0
+        eval_seconds = 0.0
         for step, batch in enumerate(batcher.batches(train_idx, rng=rng, batch_size=config.batch_size, drop_remainder=True)):
             lr = learning_rate(config.lr_schedule, config.lr, epoch, step, steps, config.epochs)
             state, loss = backend.train_step(state, batch, lr)
             losses.append(loss)
             for cb in callbacks:
                 cb.on_step(epoch, step, steps)
+            if step + 1 < steps and any(cb.evaluate_at(epoch, step + 1, steps) for cb in callbacks):
+                t_eval, compiled_eval = time.perf_counter(), backend.compile_seconds
+                mid = evaluate(backend, state, batcher, split.val, has_energy, has_forces, config.eval_batch_size).result()
+                # evaluation time (its compilation included) is not training time
+                eval_seconds += time.perf_counter() - t_eval
+                compiled_before += backend.compile_seconds - compiled_eval
+                loop.stopped = _notify(callbacks, "on_evaluation", epoch, step + 1, steps, mid)
+                if loop.stopped:
+                    break
         loss_values = [backend.loss_value(v) for v in losses]  # waits for the device
-        epoch_seconds = time.perf_counter() - t0 - (backend.compile_seconds - compiled_before)
-        n_configs = steps * config.batch_size
+        epoch_seconds = time.perf_counter() - t0 - eval_seconds - (backend.compile_seconds - compiled_before)
+        n_configs = len(losses) * config.batch_size
         loop.train_seconds += epoch_seconds
         loop.train_configs += n_configs
         val = evaluate(backend, state, batcher, split.val, has_energy, has_forces, config.eval_batch_size).result()
@@ -132,8 +142,9 @@ def fit(
         loop.history.append(record)
         loop.epoch = epoch + 1
         score = val.get(score_name, math.inf)
+        # loop.stopped may already hold a callback's reason for stopping within the epoch
         if not math.isfinite(train_loss):
-            loop.stopped = f"diverged: non-finite training loss at epoch {epoch + 1}"
+            loop.stopped = loop.stopped or f"diverged: non-finite training loss at epoch {epoch + 1}"
         elif score < loop.best_score:
             loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch + 1, 0
             best_state = state
@@ -141,12 +152,23 @@ def fit(
         else:
             loop.bad_epochs += 1
             if config.patience and loop.bad_epochs >= config.patience:
-                loop.stopped = f"early stop: no better validation {score_name} for {config.patience} epochs"
-        if config.max_time_s and loop.wall_seconds >= config.max_time_s and loop.epoch < config.epochs:
+                loop.stopped = loop.stopped or f"early stop: no better validation {score_name} for {config.patience} epochs"
+        if not loop.stopped and config.max_time_s and loop.wall_seconds >= config.max_time_s and loop.epoch < config.epochs:
             loop.stopped = f"time budget of {config.max_time_s:g} s reached"
         checkpoint.save(checkpoint_dir / LAST, loop.to_dict(), backend.state_to_bytes(state))
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, record)
+        stop = _notify(callbacks, "on_epoch_end", epoch, record)
+        loop.stopped = loop.stopped or stop
     for cb in callbacks:
         cb.on_train_end(loop.to_dict())
     return FitResult(best_state=best_state, loop=loop, score_name=score_name)
+
+
+def _notify(callbacks, method: str, *args) -> str:
+    """Call ``method`` on every callback; the first :class:`StopTraining` message, or ``""``."""
+    reason = ""
+    for cb in callbacks:
+        try:
+            getattr(cb, method)(*args)
+        except StopTraining as stop:
+            reason = reason or str(stop) or f"stopped by {type(cb).__name__}"
+    return reason

@@ -18,6 +18,23 @@ from mlffbench.training.backend import Backend
 from mlffbench.training.config import TrainConfig
 
 
+_COMPILATIONS = [0]
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # one per XLA compilation
+
+
+def _on_event(event: str, duration: float, **kwargs) -> None:
+    if event == _COMPILE_EVENT:
+        _COMPILATIONS[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def compilation_count() -> int:
+    """XLA backend compilations in this process since this module was imported."""
+    return _COMPILATIONS[0]
+
+
 class TrainState(NamedTuple):
     params: Any
     opt_state: Any
@@ -146,6 +163,29 @@ class JaxBackend(Backend):
         fn = self._compiled(self._predict, self.potential.energy_and_forces, self._shape_key(dev), state.params, dev)
         energy, forces = jax.block_until_ready(fn(state.params, dev))
         return np.asarray(energy, np.float64), np.asarray(forces, np.float64)
+
+    # ----------------------------------------------------------------- timing
+    def sync(self, value) -> None:
+        jax.block_until_ready(value)
+
+    def compilations(self) -> int:
+        """XLA compilations in this process so far (all functions, not only this backend's)."""
+        return compilation_count()
+
+    def inference_fn(self, state: TrainState, batch):
+        dev = to_device(batch, self.dtype)
+        params, key = state.params, self._shape_key(dev)
+
+        def run():  # compiles on the first call (the protocol's warm-up), not here
+            return self._compiled(self._predict, self.potential.energy_and_forces, key, params, dev)(params, dev)
+
+        return run
+
+    def peak_device_memory(self) -> int | None:
+        """``peak_bytes_in_use`` of the first device (GPU; None on the CPU). Process-wide, never reset."""
+        stats = jax.devices()[0].memory_stats() or {}
+        peak = stats.get("peak_bytes_in_use")
+        return int(peak) if peak is not None else None
 
     # ------------------------------------------------------------ environment
     def environment(self) -> dict[str, str]:

@@ -240,6 +240,27 @@ class TorchBackend(Backend):
         energy, forces = self.potential.energy_and_forces(_detached(state.params), dev)
         return energy.cpu().numpy().astype(np.float64), forces.cpu().numpy().astype(np.float64)
 
+    # ----------------------------------------------------------------- timing
+    def sync(self, value) -> None:
+        """Eager PyTorch queues CUDA kernels: wait for the device (nothing to wait for on a CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def inference_fn(self, state: TorchState, batch):
+        dev = self.to_device(batch)
+        params = _detached(state.params)
+        self.potential.module.eval()
+        return lambda: self.potential.energy_and_forces(params, dev)
+
+    def peak_device_memory(self) -> int | None:
+        if self.device.type != "cuda":
+            return None
+        return int(torch.cuda.max_memory_allocated(self.device))
+
+    def reset_peak_device_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
     # ------------------------------------------------------------ environment
     def environment(self) -> dict[str, str]:
         if self.device.type == "cuda":

@@ -3,6 +3,8 @@
 Per frame: species and positions (Å), ``Lattice`` and ``pbc``, the energy, per-atom forces and
 the stress. ASE turns the ``energy``/``forces``/``stress`` keys into calculator results; the
 card may name other keys with ``options.energy_key``/``forces_key``/``stress_key``.
+``options.group_key`` names a per-frame info key whose values group the configurations (e.g. one
+group per dissociation curve); every frame must have it.
 
 * Cell: rows of non-periodic directions are stored as zeros, so a molecule in a dummy box with
   ``pbc="F F F"`` becomes a free molecule (cell all zeros, pbc all False).
@@ -35,8 +37,11 @@ def read(paths: Sequence[Path], card: DatasetCard) -> StructureSet:
         if not isinstance(key, str) or not key:
             raise DataError(f"dataset card '{card.name}': options.{field}_key must be a non-empty string")
         keys[field] = key
+    group_key = card.options.get("group_key")
+    if group_key is not None and (not isinstance(group_key, str) or not group_key):
+        raise DataError(f"dataset card '{card.name}': options.group_key must be a non-empty string")
     labels = file_labels(paths, card)
-    sets = [_read_file(Path(p), labels[i], keys, card.name) for i, p in enumerate(paths)]
+    sets = [_read_file(Path(p), labels[i], keys, card.name, group_key) for i, p in enumerate(paths)]
     for field in _FIELDS:
         have = [getattr(s, field) is not None for s in sets]
         if any(have) and not all(have):
@@ -45,7 +50,7 @@ def read(paths: Sequence[Path], card: DatasetCard) -> StructureSet:
     return concatenate(sets, name=card.name).validate(card.name)
 
 
-def _read_file(path: Path, label: str, keys: dict[str, str], name: str) -> StructureSet:
+def _read_file(path: Path, label: str, keys: dict[str, str], name: str, group_key: str | None = None) -> StructureSet:
     import ase.io
 
     if not path.is_file():
@@ -70,7 +75,12 @@ def _read_file(path: Path, label: str, keys: dict[str, str], name: str) -> Struc
             except Exception as exc:  # ASE raises XYZError, ValueError, IndexError... on malformed frames
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise DataError(f"{where}: malformed extended XYZ ({message}; truncated file?)") from None
-            frames.append(_frame(atoms, keys, where))
+            frame = _frame(atoms, keys, where)
+            if group_key is not None:
+                if group_key not in atoms.info:
+                    raise DataError(f"{where}: no info key '{group_key}' (the card's options.group_key)")
+                frame["group"] = str(atoms.info[group_key])
+            frames.append(frame)
     finally:
         iterator.close()
     if not frames:
@@ -89,6 +99,8 @@ def _read_file(path: Path, label: str, keys: dict[str, str], name: str) -> Struc
         present[field] = have[0]
 
     c = len(frames)
+    group_names = tuple(dict.fromkeys(f["group"] for f in frames)) if group_key is not None else ()
+    group = np.array([group_names.index(f["group"]) for f in frames], np.int64) if group_key is not None else None
     pbc = np.array([f["pbc"] for f in frames], bool)
     cell = zero_open_directions(np.array([f["cell"] for f in frames]), pbc)
     return from_arrays(
@@ -102,6 +114,8 @@ def _read_file(path: Path, label: str, keys: dict[str, str], name: str) -> Struc
         stress=np.array([f["stress"] for f in frames]) if present["stress"] else None,
         origin=np.zeros(c, np.int64),
         origin_names=(label,),
+        group=group,
+        group_names=group_names,
         name=name,
     )
 

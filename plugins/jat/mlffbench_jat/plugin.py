@@ -27,6 +27,11 @@ def _cutoff(config: JatConfig) -> float:
     return config.cutoff
 
 
+def _hard_cutoff(config: JatConfig) -> bool:
+    """The faithful model cuts attention at r_c: the energy jumps there (MODELS.md §8.3)."""
+    return config.cutoff_envelope == "none"
+
+
 SPEC = ModelSpec(
     name="jat",
     backend="jax",
@@ -39,6 +44,7 @@ SPEC = ModelSpec(
     train_defaults=dict(TRAIN_DEFAULTS),
     search_space=search_space,
     import_weights=_load_weights,
+    hard_cutoff=_hard_cutoff,
 )
 
 

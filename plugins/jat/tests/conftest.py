@@ -25,6 +25,12 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="session")
+def conformance_data_dir() -> Path:
+    """Where the conformance suite (mlffbench's pytest plugin) finds its configurations."""
+    return data_dir(REPO)
+
+
+@pytest.fixture(scope="session")
 def datasets(tmp_path_factory):
     """Loads datasets by card name (cached for the session, parsed-set cache in a temp dir)."""
     return dataset_loader(data_dir(REPO), tmp_path_factory, "jat-cache")

@@ -100,9 +100,11 @@ def test_search_space_gives_valid_configs():
     assert len(seen) > 5
     fixed = optuna.trial.FixedTrial(
         {"n_layers": 7, "width": 48, "n_head": 1, "cutoff": 5.0, "readout": "64:32:16:16", "cutoff_envelope": "none",
-         "edge_basis": 0}
+         "edge_basis": 0, "lr_max": 4e-3}
     )
     assert JatConfig(**search_space(fixed)) == JatConfig()
+    _, train = search_space.overrides(search_space.sample(fixed))
+    assert train["lr"] == pytest.approx((4e-4, 4e-3, 2e-5))  # the default (2e-4, 2e-3, 1e-5) scaled x2
 
 
 def test_released_weights_get_the_published_architecture():

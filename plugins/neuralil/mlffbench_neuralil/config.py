@@ -27,6 +27,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from mlffbench.errors import ConfigError
+from mlffbench.search_space import Categorical, Float, Int, SearchSpace
 
 DTYPES = ("float32", "float64")
 MAX_N_MAX = 12  # spherical harmonics / Bessel roots are tabulated up to this order
@@ -117,17 +118,36 @@ EAN_TRAIN = dict(PAPER_EAN_TRAIN)
 PRESETS = {"ean": {"model": EAN_MODEL, "train": EAN_TRAIN}}
 
 
-def search_space(trial: Any) -> dict[str, Any]:
-    """Config overrides for one Optuna trial (descriptor resolution, cutoff, embedding, MLP)."""
-    n_max = trial.suggest_int("n_max", 2, 6)
-    cutoff = trial.suggest_float("cutoff", 3.0, 5.0)
-    embed_d = trial.suggest_categorical("embed_d", [1, 2, 4, 8])
-    core = trial.suggest_categorical("core_widths", ["64:32:16:16:16", "64:32:16", "128:64:32:16", "32:16:16"])
-    morse = trial.suggest_categorical("morse", [True, False])
-    return {
-        "n_max": n_max,
-        "cutoff": cutoff,
-        "embed_d": embed_d,
-        "core_widths": tuple(int(w) for w in core.split(":")),
-        "morse": morse,
+def _derive(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    model = {
+        "n_max": int(values["n_max"]),
+        "cutoff": float(values["cutoff"]),
+        "embed_d": int(values["embed_d"]),
+        "core_widths": tuple(int(w) for w in str(values["core_widths"]).split(":")),
+        "morse": bool(values["morse"]),
     }
+    lr_min, lr_max, lr_fin = EAN_TRAIN["lr"]
+    scale = float(values["lr_max"]) / lr_max
+    return model, {"lr": (lr_min * scale, lr_max * scale, lr_fin * scale), "weight_decay": float(values["weight_decay"])}
+
+
+# Around the paper's EAN model (MODELS.md §4.4-4.5: n_max 4, r_c 3.5 Å, embedding 2, core
+# 64:32:16:16:16, Morse on, peak LR 1e-2, decoupled weight decay 1e-4): descriptor resolution,
+# cutoff, embedding width, the MLP of the paper and of the later branches (64:32:16), the Morse
+# switch, the peak LR (scaling the default one-cycle triple) and the weight decay.
+SEARCH_SPACE = SearchSpace(
+    {
+        "n_max": Int(2, 6),
+        "cutoff": Float(3.0, 5.0),
+        "embed_d": Categorical((1, 2, 4, 8)),
+        "core_widths": Categorical(("64:32:16:16:16", "64:32:16", "128:64:32:16", "32:16:16")),
+        "morse": Categorical((True, False)),
+        "lr_max": Float(1e-3, 3e-2, log=True),
+        "weight_decay": Float(1e-6, 1e-3, log=True),
+    },
+    derive=_derive,
+    description="NeuralIL descriptor size, cutoff, embedding, MLP, Morse, peak LR, weight decay",
+)
+
+# Kept for callers of the earlier function form: ``search_space(trial)`` gives model overrides.
+search_space = SEARCH_SPACE

@@ -88,6 +88,9 @@ def test_search_space_gives_valid_configs():
         study.tell(trial, 0.0)
     assert len(seen) > 5
     fixed = optuna.trial.FixedTrial(
-        {"n_max": 4, "cutoff": 3.5, "embed_d": 2, "core_widths": "64:32:16:16:16", "morse": True}
+        {"n_max": 4, "cutoff": 3.5, "embed_d": 2, "core_widths": "64:32:16:16:16", "morse": True,
+         "lr_max": 1e-2, "weight_decay": 1e-4}
     )
     assert NeuralilConfig(**search_space(fixed)) == NeuralilConfig()
+    _, train = search_space.overrides(search_space.sample(fixed))
+    assert train == {"lr": pytest.approx(PAPER_EAN_TRAIN["lr"]), "weight_decay": 1e-4}  # the paper's settings

@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from mlffbench.errors import ConfigError
+from mlffbench.search_space import Categorical, Float, Int, SearchSpace
 
 _INT_FIELDS = ("hidden_channels", "num_filters", "num_interactions", "num_gaussians", "readout_channels")
 
@@ -98,14 +99,36 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def search_space(trial: Any) -> dict[str, Any]:
-    """Config overrides for one Optuna trial."""
-    width = trial.suggest_categorical("width", [32, 64, 128])
-    return {
+def _derive(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    width = int(values["width"])
+    model = {
         "hidden_channels": width,
         "num_filters": width,
-        "num_interactions": trial.suggest_int("num_interactions", 2, 6),
-        "num_gaussians": trial.suggest_categorical("num_gaussians", [25, 50, 100]),
-        "cutoff": trial.suggest_float("cutoff", 3.5, 6.0),
+        "num_interactions": int(values["num_interactions"]),
+        "num_gaussians": int(values["num_gaussians"]),
+        "cutoff": float(values["cutoff"]),
         "readout_channels": max(width // 2, 16),
     }
+    lr_min, lr_max, lr_fin = TRAIN["lr"]
+    scale = float(values["lr_max"]) / lr_max
+    return model, {"lr": (lr_min * scale, lr_max * scale, lr_fin * scale)}
+
+
+# Around the 2017 paper's settings (MODELS.md §5.3: 64 features, 3 interactions, Gaussians
+# every 0.1 Å) and PyG's QM9 ones (128 / 6): width 32-128, 2-6 interactions, 25-100 Gaussians
+# (0.05-0.2 Å spacing at 5 Å), cutoffs 3.5-6 Å (below half the 12.9 Å EAN box), and the
+# peak LR of the one-cycle schedule (scaling the default triple; Adam).
+SEARCH_SPACE = SearchSpace(
+    {
+        "width": Categorical((32, 64, 128)),
+        "num_interactions": Int(2, 6),
+        "num_gaussians": Categorical((25, 50, 100)),
+        "cutoff": Float(3.5, 6.0),
+        "lr_max": Float(5e-4, 1e-2, log=True),
+    },
+    derive=_derive,
+    description="SchNet width, interactions, Gaussians, cutoff, peak LR",
+)
+
+# Kept for callers of the earlier function form: ``search_space(trial)`` gives model overrides.
+search_space = SEARCH_SPACE

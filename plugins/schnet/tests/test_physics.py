@@ -1,5 +1,7 @@
-"""Physics of the SchNet potential (float64, seeded random weights): invariances, periodic
-images, supercell, batching, forces and stress against finite differences."""
+"""Physics of the SchNet potential (float64, seeded random weights) beyond the conformance
+suite (test_conformance.py: invariances, periodic images, supercell, batching, forces and
+stress against finite differences, cutoff smoothness): the cubic box's rotation, self-images
+when the cutoff exceeds the cell, edges beyond the cutoff, padding edges, free-molecule stress."""
 
 from __future__ import annotations
 
@@ -9,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from mlffbench.testing import STRAIN_COMPONENTS, finite_difference_stress, random_rotation
 from mlffbench_schnet.config import SchnetConfig
 
 RC = 5.0
@@ -38,33 +39,6 @@ def test_forces_are_real(ean0_result):
     assert np.abs(f0).max() > 1e-2  # a model that ignores geometry would pass the invariances
 
 
-def test_translation_invariance_and_zero_net_force(model, ean0, ean0_result):
-    e0, f0 = ean0_result
-    numbers, pos, cell, pbc = ean0
-    batch, _ = model.batch([(numbers, pos + np.array([1.3, -2.1, 0.7]), cell, pbc)])
-    e1, f1 = model.energy_forces(batch)
-    assert abs(e1[0] - e0) < 1e-10 * abs(e0)
-    assert np.abs(f1 - f0).max() < 1e-9
-    assert np.abs(f0.sum(axis=0)).max() < 1e-9
-
-
-def test_rotation_of_free_molecule(datasets, model):
-    """rMD17 aspirin (C, H, O; no cell, no periodicity): random proper rotations."""
-    ds = datasets("rmd17-aspirin")
-    sl = ds.atoms_of(0)
-    numbers, pos = ds.numbers[sl], ds.positions[sl]
-    rng = np.random.default_rng(7)
-    batch, _ = model.batch([(numbers, pos, np.zeros((3, 3)), False)])
-    e0, f0 = model.energy_forces(batch)
-    for _ in range(2):
-        rot = random_rotation(rng)
-        batch, _ = model.batch([(numbers, pos @ rot.T + rng.normal(size=3), np.zeros((3, 3)), False)])
-        e1, f1 = model.energy_forces(batch)
-        assert abs(e1[0] - e0[0]) < 1e-10 * abs(e0[0])
-        assert np.abs(f1 - f0 @ rot.T).max() < 1e-9
-    assert np.abs(f0.sum(axis=0)).max() < 1e-9
-
-
 def test_cubic_lattice_rotation_is_exact(model, ean0, ean0_result):
     """90° about z maps the cubic box onto itself: E invariant, forces rotate."""
     e0, f0 = ean0_result
@@ -74,42 +48,6 @@ def test_cubic_lattice_rotation_is_exact(model, ean0, ean0_result):
     e1, f1 = model.energy_forces(batch)
     assert abs(e1[0] - e0) < 1e-10 * abs(e0)
     assert np.abs(f1 - f0 @ rot.T).max() < 1e-9
-
-
-def test_permutation_of_atoms(model, ean0, ean0_result):
-    e0, f0 = ean0_result
-    numbers, pos, cell, pbc = ean0
-    perm = np.random.default_rng(5).permutation(len(numbers))
-    batch, _ = model.batch([(numbers[perm], pos[perm], cell, pbc)])
-    e1, f1 = model.energy_forces(batch)
-    assert abs(e1[0] - e0) < 1e-10 * abs(e0)
-    assert np.abs(f1 - f0[perm]).max() < 1e-9
-
-
-def test_periodic_images(model, ean0, ean0_result):
-    e0, f0 = ean0_result
-    numbers, pos, cell, pbc = ean0
-    frac = pos @ np.linalg.inv(cell)
-    wrapped = (frac - np.floor(frac)) @ cell
-    assert np.abs(wrapped - pos).max() > 1.0
-    shifted = pos.copy()
-    shifted[17] += cell[0] - 2 * cell[2]
-    for new in (wrapped, shifted):
-        batch, _ = model.batch([(numbers, new, cell, pbc)])
-        e1, f1 = model.energy_forces(batch)
-        assert abs(e1[0] - e0) < 1e-10 * abs(e0)
-        assert np.abs(f1 - f0).max() < 1e-9
-
-
-def test_supercell_2x1x1_doubles_the_energy(model, ean0, ean0_result):
-    e0, f0 = ean0_result
-    numbers, pos, cell, pbc = ean0
-    big = cell.copy()
-    big[0] *= 2
-    batch, _ = model.batch([(np.concatenate([numbers, numbers]), np.concatenate([pos, pos + cell[0]]), big, pbc)])
-    e2, f2 = model.energy_forces(batch)
-    assert abs(e2[0] - 2 * e0) < 1e-10 * abs(e0)
-    assert np.abs(f2 - np.concatenate([f0, f0])).max() < 1e-9
 
 
 def test_self_images_when_the_cutoff_exceeds_the_cell(helpers):
@@ -132,18 +70,6 @@ def test_self_images_when_the_cutoff_exceeds_the_cell(helpers):
     e_full, f_full = full.energy_forces(batch)
     assert abs(e_full[0] - e1[0]) < 1e-10 * abs(e1[0])
     assert np.abs(f_full - f1).max() < 1e-9
-
-
-def test_batched_equals_one_by_one(model, ean, helpers):
-    configs = [helpers.ean_config(ean, i) for i in (3, 1)]
-    batch, _ = model.batch(configs)
-    energies, forces = model.energy_forces(batch)
-    for k, conf in enumerate(configs):
-        single, _ = model.batch([conf])
-        e1, f1 = model.energy_forces(single)
-        assert abs(energies[k] - e1[0]) < 1e-10 * abs(e1[0])
-        assert np.abs(forces[225 * k : 225 * (k + 1)] - f1).max() < 1e-9
-    assert abs(energies[0] - energies[1]) > 1e-4
 
 
 def test_edges_beyond_the_cutoff_contribute_nothing(model, ean0, ean0_result):
@@ -173,47 +99,6 @@ def test_padded_graph_with_padding_edges_equals_the_backend_path(model, ean0, ea
         e = model.potential.module(graph)
     energy = float((e[batch.atom_mask] + model.potential.reference_energies[batch.species[batch.atom_mask]]).sum())
     assert abs(energy - e0) < 1e-10 * abs(e0)
-
-
-def test_forces_are_minus_gradient_by_finite_differences(model, ean0, ean0_result):
-    """Central differences, h = 1e-4 Å, on a graph built at r_c + 0.05 Å (SchNet's cosine
-    cutoff is smooth, so pairs near r_c need no special care)."""
-    e0, f0 = ean0_result
-    numbers, pos, cell, pbc = ean0
-    batch, _ = model.batch([ean0], cutoff=RC + 0.05)
-    rng = np.random.default_rng(11)
-    h = 1e-4
-    for atom, comp in zip(rng.choice(len(numbers), 8, replace=False), rng.integers(0, 3, 8)):
-        plus, minus = pos.copy(), pos.copy()
-        plus[atom, comp] += h
-        minus[atom, comp] -= h
-        fd = -(model.energy(batch, plus)[0] - model.energy(batch, minus)[0]) / (2 * h)
-        assert abs(fd - f0[atom, comp]) < 1e-6 + 1e-6 * abs(f0[atom, comp]), (atom, comp, fd, f0[atom, comp])
-    v = rng.normal(size=pos.shape)
-    v /= np.linalg.norm(v)
-    fd = -(model.energy(batch, pos + h * v)[0] - model.energy(batch, pos - h * v)[0]) / (2 * h)
-    assert abs(fd - np.sum(f0 * v)) < 1e-6
-
-
-def test_stress_is_strain_derivative_by_finite_differences(model, ean0):
-    numbers, pos, cell, pbc = ean0
-    batch, _ = model.batch([ean0], cutoff=RC + 0.05)
-    stress = model.stress(batch)[0]
-    volume = abs(np.linalg.det(cell))
-    assert np.abs(stress - stress.T).max() < 1e-10
-    assert np.abs(stress).max() > 1e-5
-    h = 1e-5
-    def strained_energy(deform):
-        strained = batch._replace(
-            cell=batch.cell @ torch.as_tensor(deform),
-            shift_vectors=batch.shifts @ (torch.as_tensor(cell) @ torch.as_tensor(deform)),
-        )
-        return model.energy(strained, pos @ deform)[0]
-
-    fd_stress = finite_difference_stress(strained_energy, volume, h)
-    for i, j in STRAIN_COMPONENTS:
-        fd = fd_stress[i, j]
-        assert abs(fd - stress[i, j]) < 1e-8 + 1e-5 * abs(stress[i, j]), (i, j, fd, stress[i, j])
 
 
 def test_free_molecule_has_zero_stress(datasets, model):

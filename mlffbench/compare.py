@@ -1,0 +1,411 @@
+"""``mlffbench compare``: accuracy and speed of several models side by side, on one split.
+
+1. Runs. Each model is trained ``seeds`` times (training/initialisation seeds 0..N-1, see
+   below) on the same split with the same budget (``epochs``) through
+   :func:`mlffbench.experiment.train_and_evaluate`, unless a finished run with the same
+   model, dataset, resolved model and training configuration, split fingerprint and a
+   completed budget is found in the runs directory (the directory whose ``mlflow.db`` is the
+   default MLflow store) or among the runs of the MLflow store tagged with the split's
+   fingerprint, which is reused. ``runs=`` compares given run directories instead.
+2. One split. Every run must carry the same split fingerprint; otherwise :class:`RunError`.
+   ``--seeds N`` varies the seed of initialisation and batch order (``TrainConfig.seed``);
+   the split seed (``split_seed``) is the same for all, so the spread over seeds is that of
+   training on ONE split, not of the split.
+3. Accuracy: each run's best checkpoint is evaluated on the test part (force and energy MAE
+   and RMSE, per group where the data have groups); mean ± standard deviation over seeds.
+   Time to a target force MAE: the wall time (history.json, compilation and validation
+   included) at which the validation force MAE first reached the target (default: 1.1 × the
+   worst final validation force MAE among all runs, so that every run reaches it).
+4. Speed, measured now in this process on this device, the models alternating call by call
+   (:func:`mlffbench.timing.measure_interleaved`): inference (energy + forces) at batch 1,
+   µs/atom/step; training configurations/s (blocks of optimizer steps at each model's
+   batch size). The runs' own training speeds (metrics.json, measured at different times)
+   are reported beside them.
+5. Output: a rich table, PNG plots, a Markdown report, a JSON file, and an MLflow parent run
+   (the runs' own MLflow runs are tagged as its children) holding all of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlffbench import runs, timing
+from mlffbench.errors import ConfigError, RunError
+
+WARMUP_MIN_S = 1.0  # warm-up calls go on until they took this long (see mlffbench.timing)
+METRIC_KEYS = ("force_mae", "force_rmse", "energy_mae_per_atom", "energy_rmse_per_atom")
+
+
+@dataclass
+class CompareOptions:
+    models: tuple[str, ...] = ()
+    dataset: str = ""
+    epochs: int | None = None
+    seeds: int = 1
+    split_seed: int = 0
+    model_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # model name ("*": all) -> options
+    train_params: dict[str, Any] = field(default_factory=dict)  # shared training options
+    run_dirs: tuple[Path, ...] = ()
+    reuse: bool = True
+    runs_dir: Path = Path("runs")
+    data_dir: Path | None = None
+    out_dir: Path | None = None
+    target_force_mae: float | None = None  # eV/Å
+    repeats: int = 5
+    train_steps: int = 2
+    tracking: bool = True
+    tracking_uri: str | None = None
+    progress: bool = True
+
+
+def _log(log, text: str) -> None:
+    if log is not None:
+        log(text)
+
+
+# ------------------------------------------------------------------ runs
+def run_fingerprint(run_dir: Path) -> tuple[str, str]:
+    """(dataset name, split fingerprint) recorded in a run directory."""
+    run_dir = runs.existing_run_dir(Path(run_dir))
+    config = runs.read_json(run_dir / runs.CONFIG)
+    if (run_dir / runs.METRICS).is_file():
+        fp = runs.read_json(run_dir / runs.METRICS).get("split_fingerprint")
+    else:
+        fp = None
+    if not fp:
+        fp = runs.read_json(run_dir / runs.SPLIT).get("fingerprint", "")
+    return str(config.get("dataset", "")), str(fp)
+
+
+def check_same_split(run_dirs: list[Path]) -> str:
+    """The common split fingerprint of the runs; RunError naming two that differ."""
+    seen: dict[str, Path] = {}
+    datasets: dict[str, Path] = {}
+    for d in run_dirs:
+        dataset, fp = run_fingerprint(d)
+        datasets.setdefault(dataset, d)
+        seen.setdefault(fp, d)
+    if len(datasets) > 1:
+        (a, da), (b, db) = list(datasets.items())[:2]
+        raise RunError(f"runs on different datasets cannot be compared: '{da}' is on '{a}', '{db}' on '{b}'")
+    if len(seen) > 1:
+        (a, da), (b, db) = list(seen.items())[:2]
+        raise RunError(
+            f"runs on different splits cannot be compared: '{da}' has split {a[:12]}, '{db}' has split {b[:12]} "
+            "(same dataset, split policy, fractions and split seed give the same split)"
+        )
+    return next(iter(seen)) if seen else ""
+
+
+def _norm(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _resolved(model: str, options: CompareOptions, seed: int):
+    from mlffbench.experiment import resolve_configs
+    from mlffbench.plugins import get_registry
+
+    registry = get_registry()
+    spec, card = registry.model(model), registry.dataset(options.dataset)
+    model_params = {**options.model_params.get("*", {}), **options.model_params.get(model, {})}
+    train_params = {**options.train_params, "epochs": options.epochs, "seed": seed, "split_seed": options.split_seed}
+    model_config, train_config = resolve_configs(spec, card, model_params, train_params)
+    return spec, card, model_params, train_params, model_config, train_config
+
+
+def expected_split(model: str, options: CompareOptions):
+    from mlffbench.experiment import run_split
+    from mlffbench.trained import load_data
+
+    _, card, _, _, _, train_config = _resolved(model, options, 0)
+    ds = load_data(card, options.data_dir, train_config.max_configs)
+    return run_split(ds, card, train_config)
+
+
+def mlflow_run_dirs(tracking_uri: str, split_fingerprint: str) -> list[Path]:
+    """Run directories (that exist here) of the MLflow runs tagged with this split fingerprint."""
+    try:
+        import mlflow
+
+        from mlffbench.tracking import EXPERIMENT
+
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            return []
+        found = client.search_runs([experiment.experiment_id], filter_string=f"tags.split_fingerprint = '{split_fingerprint}'", max_results=1000)
+    except Exception:  # noqa: BLE001 - an unreachable store only means nothing to reuse from it
+        return []
+    dirs = {Path(r.data.tags["run_dir"]) for r in found if r.data.tags.get("run_dir")}
+    return sorted((d for d in dirs if d.is_dir()), key=lambda d: d.name, reverse=True)
+
+
+def find_reusable(runs_dir: Path, model: str, dataset: str, model_config, train_config, split_fingerprint: str,
+                  extra: list[Path] = ()) -> Path | None:
+    """The newest finished run in ``runs_dir`` (or among ``extra`` run directories, e.g.
+    from the MLflow store) with this model, dataset, configuration, split and a completed
+    budget; None if there is none."""
+    runs_dir = Path(runs_dir)
+    candidates = sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []
+    candidates += [Path(p) for p in extra]
+    want_model = _norm(dataclasses.asdict(model_config))
+    want_train = _norm(train_config.to_dict())
+    for d in candidates:
+        if not (d / runs.CONFIG).is_file() or not (d / runs.METRICS).is_file() or not (d / runs.CHECKPOINTS / "best.ckpt").is_file():
+            continue
+        try:
+            config, metrics = json.loads((d / runs.CONFIG).read_text()), json.loads((d / runs.METRICS).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if (
+            config.get("model") == model and config.get("dataset") == dataset and not config.get("init_from")
+            and config.get("model_config") == want_model and config.get("train") == want_train
+            and metrics.get("split_fingerprint") == split_fingerprint and metrics.get("epochs") == train_config.epochs
+        ):
+            return d
+    return None
+
+
+def obtain_runs(options: CompareOptions, console=None, log=None) -> list[Path]:
+    """Run directories to compare: given ones, reused ones, or freshly trained ones."""
+    if options.run_dirs:
+        dirs = [runs.existing_run_dir(Path(d)) for d in options.run_dirs]
+        check_same_split(dirs)
+        return dirs
+    if not options.models:
+        raise ConfigError("compare needs at least one MODEL (or --runs DIR ...)")
+    if not options.dataset:
+        raise ConfigError("compare needs --dataset (or --runs DIR ...)")
+    if options.epochs is None or options.epochs < 1:
+        raise ConfigError("compare needs --epochs N >= 1: every model gets the same budget")
+    if options.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {options.seeds}")
+    if len(set(options.models)) != len(options.models):
+        raise ConfigError("each model can be named once")
+    unknown = sorted(set(options.model_params) - set(options.models) - {"*"})
+    if unknown:
+        raise ConfigError(f"--param for '{unknown[0]}', which is not among the models compared ({', '.join(options.models)})")
+    splits = {m: expected_split(m, options) for m in options.models}
+    fps = {m: s.fingerprint for m, s in splits.items()}
+    if len(set(fps.values())) > 1:
+        a, b = list(fps)[:2]
+        raise RunError(f"models '{a}' and '{b}' would train on different splits ({fps[a][:12]} vs {fps[b][:12]}): their split settings differ")
+    from mlffbench.experiment import RunOptions, train_and_evaluate
+
+    extra: list[Path] = []
+    if options.reuse and options.tracking:
+        from mlffbench.tracking import default_tracking_uri
+
+        extra = mlflow_run_dirs(options.tracking_uri or default_tracking_uri(options.runs_dir), next(iter(fps.values())))
+    dirs = []
+    for seed in range(options.seeds):
+        for model in options.models:
+            spec, card, model_params, train_params, model_config, train_config = _resolved(model, options, seed)
+            found = find_reusable(options.runs_dir, spec.name, card.name, model_config, train_config, fps[model], extra) if options.reuse else None
+            if found is not None:
+                _log(log, f"reusing {found} ({model}, seed {seed})")
+                dirs.append(found)
+                continue
+            _log(log, f"training {model} on {card.name}, seed {seed}, {options.epochs} epochs")
+            run_options = RunOptions(
+                model=model, dataset=options.dataset, model_params=model_params, train_params=train_params,
+                data_dir=options.data_dir, runs_dir=options.runs_dir, tracking_uri=options.tracking_uri,
+                tracking=options.tracking, progress=options.progress,
+            )
+            run_dir, _ = train_and_evaluate(run_options, console=console)
+            dirs.append(run_dir)
+    check_same_split(dirs)
+    return dirs
+
+
+# ------------------------------------------------------------- accuracy
+def errors_of(pred: dict[str, np.ndarray], configs: np.ndarray | None = None, has_energy: bool = True, has_forces: bool = True) -> dict[str, float]:
+    """Force/energy MAE and RMSE (eV/Å, eV/atom) of predictions, optionally for some configs only
+    (``has_energy``/``has_forces``: whether the data have references for them)."""
+    if configs is None:
+        keep_c = np.ones(pred["config"].shape[0], bool)
+    else:
+        keep_c = np.isin(pred["config"], configs)
+    keep_a = keep_c[pred["atom_config"]]
+    out: dict[str, float] = {"configs": int(keep_c.sum())}
+    de = (pred["energy_pred"][keep_c] - pred["energy_ref"][keep_c]) / pred["n_atoms"][keep_c]
+    df = (pred["force_pred"][keep_a] - pred["force_ref"][keep_a]).reshape(-1)
+    if de.size and has_energy:
+        out["energy_mae_per_atom"] = float(np.mean(np.abs(de)))
+        out["energy_rmse_per_atom"] = float(np.sqrt(np.mean(de**2)))
+    if df.size and has_forces:
+        out["force_mae"] = float(np.mean(np.abs(df)))
+        out["force_rmse"] = float(np.sqrt(np.mean(df**2)))
+    return out
+
+
+def groups_of(ds, indices) -> tuple[str, dict[str, np.ndarray]]:
+    """How to break the test errors down: (kind, label -> configuration indices), or ("", {}).
+
+    Dataset groups (molecules) where there are 2..30 of them among ``indices``; else heavy-atom
+    counts of free molecules; else chemical formulas (2..30 of them).
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size == 0:
+        return "", {}
+    if ds.group is not None:
+        ids = np.asarray(ds.group)[idx]
+        if 2 <= np.unique(ids).size <= 30:
+            return "group", {ds.group_names[g] if g < len(ds.group_names) else str(g): idx[ids == g] for g in np.unique(ids)}
+    if not ds.periodic:
+        heavy = np.array([int((ds.numbers[ds.atoms_of(int(i))] > 1).sum()) for i in idx])
+        if 2 <= np.unique(heavy).size <= 30:
+            return "heavy atoms", {str(h): idx[heavy == h] for h in np.unique(heavy)}
+    formulas = np.array([ds.formula(int(i)) for i in idx])
+    if 2 <= np.unique(formulas).size <= 30:
+        return "formula", {str(f): idx[formulas == f] for f in np.unique(formulas)}
+    return "", {}
+
+
+def time_to_target(history: list[dict[str, Any]] | None, target: float, score: str = "force_mae") -> float | None:
+    """Wall time (s) at which the validation ``score`` (force MAE) first was <= target; None if never."""
+    for record in history or []:
+        value = (record.get("val") or {}).get(score)
+        if value is not None and value <= target:
+            return float(record["wall_s"])
+    return None
+
+
+def _final_val(history, score: str = "force_mae") -> float | None:
+    values = [(r.get("val") or {}).get(score) for r in history or []]
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return values[-1] if values else None
+
+
+# ------------------------------------------------------------------ main
+def compare(options: CompareOptions, console=None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Everything of ``mlffbench compare``; writes the report folder and returns the numbers."""
+    from mlffbench.trained import from_run, predictions
+
+    run_dirs = obtain_runs(options, console=console, log=log)
+    split_fp = check_same_split(run_dirs)
+    _log(log, f"{len(run_dirs)} runs on split {split_fp[:12]}; evaluating on the test part")
+    handles = [from_run(d, data_dir=options.data_dir) for d in run_dirs]
+    order: list[str] = []
+    for h in handles:
+        if h.spec.name not in order:
+            order.append(h.spec.name)
+    ds, split = handles[0].dataset, handles[0].split
+    test = np.asarray(split.test) if len(split.test) else np.asarray(split.val)
+    part = "test" if len(split.test) else "val"
+    kind, groups = groups_of(ds, test)
+    has_energy, has_forces = ds.energy is not None, ds.forces is not None
+    if not (has_energy or has_forces):
+        raise RunError(f"dataset '{handles[0].card.name}' has neither energies nor forces to compare against")
+    score = "force_mae" if has_forces else "energy_mae_per_atom"
+
+    per_run = []
+    parity: dict[str, dict[str, np.ndarray]] = {}
+    for h in handles:
+        pred = predictions(h, test)
+        seed = h.train_config.seed
+        record = {
+            "model": h.spec.name, "seed": seed, "run_dir": str(h.run_dir), "split_fingerprint": h.split.fingerprint,
+            "epochs": (h.metrics or {}).get("epochs"), "n_params": h.backend.n_params(h.state),
+            part: errors_of(pred, None, has_energy, has_forces),
+            "groups": {g: errors_of(pred, c, has_energy, has_forces) for g, c in groups.items()},
+            "train_configs_per_s_run": (h.metrics or {}).get("train_configs_per_s"),
+            "wall_s_run": (h.metrics or {}).get("wall_s"),
+            "final_val_score": _final_val(h.history, score),
+            "history": [{"epoch": r["epoch"], "wall_s": r["wall_s"], "val_score": (r.get("val") or {}).get(score)} for r in h.history or []],
+            "device_run": (h.metrics or {}).get("device"),
+        }
+        per_run.append(record)
+        if h.spec.name not in parity:
+            if has_forces:
+                parity[h.spec.name] = {"pred": pred["force_pred"].reshape(-1), "ref": pred["force_ref"].reshape(-1)}
+            else:
+                parity[h.spec.name] = {"pred": pred["energy_pred"] / pred["n_atoms"], "ref": pred["energy_ref"] / pred["n_atoms"]}
+
+    finals = [r["final_val_score"] for r in per_run if r["final_val_score"] is not None]
+    target = options.target_force_mae if options.target_force_mae and has_forces else (1.1 * max(finals) if finals else None)
+    for r, h in zip(per_run, handles, strict=True):
+        r["time_to_target_s"] = time_to_target(h.history, target, score) if target else None
+
+    # speed: one handle per model, interleaved in this process
+    _log(log, "timing inference (batch 1) and training steps, models interleaved")
+    first = {}
+    for h in handles:
+        first.setdefault(h.spec.name, h)
+    reps = options.repeats
+    infer_w, train_w = [], []
+    for name in order:
+        h = first[name]
+        one = h.batcher.make_batch(test[:1], batch_size=1)
+        infer_w.append(timing.inference_workload(h.backend, h.state, one, f"{name} inference b1"))
+        from mlffbench.bench import training_batches
+
+        train_w.append(timing.training_workload(h.backend, h.state, training_batches(h, options.train_steps), h.train_config.lr[1], f"{name} training"))
+    infer_t = timing.measure_interleaved(infer_w, repeats=reps, warmup_min_s=WARMUP_MIN_S)
+    train_t = timing.measure_interleaved(train_w, repeats=reps, warmup_min_s=WARMUP_MIN_S)
+    envs = {name: first[name].backend.environment() for name in order}
+
+    models: dict[str, Any] = {}
+    for k, name in enumerate(order):
+        rs = [r for r in per_run if r["model"] == name]
+        acc = {key: timing.summary([r[part].get(key) for r in rs]) for key in METRIC_KEYS}
+        group_acc = {g: {key: timing.summary([r["groups"][g].get(key) for r in rs]) for key in METRIC_KEYS} for g in groups}
+        models[name] = {
+            "seeds": [r["seed"] for r in rs],
+            "runs": [r["run_dir"] for r in rs],
+            "n_params": rs[0]["n_params"],
+            "batch_size": first[name].train_config.batch_size,
+            part: acc,
+            "groups": group_acc,
+            "time_to_target_s": timing.summary([r["time_to_target_s"] for r in rs]),
+            "reached_target": sum(r["time_to_target_s"] is not None for r in rs),
+            "train_configs_per_s_runs": timing.summary([r["train_configs_per_s_run"] for r in rs]),
+            "inference": infer_t[k].to_dict(),
+            "training": train_t[k].to_dict(),
+            "device": envs[name].get("device", ""),
+        }
+    base = models[order[0]]
+    for name in order:
+        m = models[name]
+        m["train_speed_ratio"] = m["training"]["configs_per_s"] / base["training"]["configs_per_s"]
+        m["inference_speed_ratio"] = base["inference"]["us_per_atom_step"] / m["inference"]["us_per_atom_step"]
+
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(options.out_dir) if options.out_dir else Path(options.runs_dir) / f"compare-{handles[0].card.name}-{stamp}"
+    result = {
+        "dataset": handles[0].card.name,
+        "split_fingerprint": split_fp,
+        "dataset_fingerprint": split.dataset_fingerprint,
+        "part": part,
+        "split_sizes": dict(split.sizes),
+        "models": models,
+        "order": order,
+        "runs": per_run,
+        "score": score,
+        "target": target,
+        "group_kind": kind,
+        "budget": {"epochs": sorted({r["epochs"] for r in per_run if r["epochs"] is not None})},
+        "seeds_meaning": "initialisation and batch-order seed (TrainConfig.seed); one split (split seed fixed)",
+        "machine": timing.machine_fingerprint([e.get("device", "") for e in envs.values()]),
+        "protocol": {"repeats": reps, "warmup_calls": 1, "warmup_min_s": WARMUP_MIN_S, "train_steps_per_call": options.train_steps, "interleaved": True},
+        "memory": {"peak_host_bytes": timing.peak_host_memory_bytes()},
+        "out_dir": str(out_dir),
+    }
+    from mlffbench import compare_report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result["plots"] = compare_report.plots(result, parity, out_dir)
+    result["report"] = str(compare_report.markdown(result, out_dir / "report.md"))
+    runs.write_json(out_dir / "compare.json", result)
+    if options.tracking:
+        result["mlflow_run_id"] = compare_report.log_mlflow(result, out_dir, options, run_dirs)
+        runs.write_json(out_dir / "compare.json", result)
+    return result

@@ -1,0 +1,165 @@
+"""A model ready to predict and to time: freshly initialised on a dataset, or restored from a
+run directory (its configuration, split and best checkpoint).
+
+Used by ``mlffbench bench``, ``compare`` and ``tune``. A fresh model is built exactly as
+:func:`mlffbench.experiment.train_and_evaluate` builds it (same configuration resolution,
+split, statistics and initial state); a restored one comes from
+:func:`mlffbench.restore.load_run` (the one way to restore a run), with the run's data added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlffbench import runs
+from mlffbench.errors import RunError
+
+
+@dataclass
+class ModelHandle:
+    label: str
+    spec: Any
+    card: Any
+    dataset: Any
+    split: Any
+    neighbors: Any
+    stats: Any
+    model_config: Any
+    train_config: Any
+    backend: Any
+    batcher: Any
+    state: Any
+    run_dir: Path | None = None
+    metrics: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+
+
+_DATASETS: dict[tuple, Any] = {}
+
+
+def load_data(card, data_dir: Path | None, max_configs: int = 0, download: bool = True):
+    """The dataset of ``card`` (first ``max_configs`` configurations when > 0), kept in memory."""
+    from mlffbench.datasets.loading import load_dataset
+
+    key = (card.name, str(data_dir or ""), int(max_configs or 0))
+    if key not in _DATASETS:
+        ds = load_dataset(card, data_dir=data_dir, download=download)
+        if max_configs:
+            ds = ds.select(np.arange(min(max_configs, ds.n_configs)))
+        _DATASETS[key] = ds
+    return _DATASETS[key]
+
+
+def _assemble(label, spec, card, ds, split, model_config, train_config, initial=None):
+    from mlffbench.datasets.loading import default_cache_dir
+    from mlffbench.graph.batching import GraphBatcher
+    from mlffbench.graph.neighbors import compute_neighbors
+    from mlffbench.stats import compute_stats
+    from mlffbench.training.backend import get_backend_class
+
+    neighbors = compute_neighbors(ds, spec.cutoff(model_config), cache_dir=default_cache_dir() / "neighbors")
+    stats = compute_stats(ds, split.train, neighbors)
+    potential = spec.build(model_config, stats)
+    backend = get_backend_class(spec.backend)(potential, train_config, force_rms=stats.force_rms)
+    batcher = GraphBatcher(ds, neighbors, stats.species, train_config.batch_size)
+    train_idx = np.asarray(split.train)
+    if train_idx.size == 0:
+        raise RunError(f"the training part of the split of '{card.name}' is empty")
+    size = train_config.batch_size
+    example = next(iter(batcher.batches(train_idx[:size], batch_size=size)))  # as the training loop does
+    state = backend.init(train_config.seed, example)
+    if initial is not None:
+        state = backend.with_params(state, initial)
+    return ModelHandle(label, spec, card, ds, split, neighbors, stats, model_config, train_config, backend, batcher, state)
+
+
+def fresh_model(
+    model: str,
+    dataset: str,
+    model_params: dict[str, Any] | None = None,
+    train_params: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+    init_from: Path | None = None,
+    download: bool = True,
+) -> ModelHandle:
+    """``model`` with its default (or given) configuration, built on the statistics of the
+    training part of the split a new run would use; parameters from the seed or ``init_from``."""
+    from mlffbench.experiment import resolve_configs, run_split
+    from mlffbench.errors import ConfigError
+    from mlffbench.plugins import get_registry
+
+    registry = get_registry()
+    spec, card = registry.model(model), registry.dataset(dataset)
+    model_config, train_config = resolve_configs(spec, card, model_params or {}, train_params or {}, from_weights=init_from is not None)
+    ds = load_data(card, data_dir, train_config.max_configs, download=download)
+    split = run_split(ds, card, train_config)
+    initial = None
+    if init_from is not None:
+        if spec.import_weights is None:
+            raise ConfigError(f"model '{spec.name}' cannot import weights (--init-from)")
+        from mlffbench.stats import compute_stats
+
+        species = compute_stats(ds, split.train).species
+        initial = spec.import_weights(Path(init_from), model_config, species=species)
+    return _assemble(spec.name, spec, card, ds, split, model_config, train_config, initial=initial)
+
+
+def from_run(run_dir: Path, data_dir: Path | None = None, download: bool = True) -> ModelHandle:
+    """The best state of a finished run (see :func:`mlffbench.restore.load_run`), with its
+    dataset, split and batches."""
+    from mlffbench.graph.batching import GraphBatcher
+    from mlffbench.graph.neighbors import compute_neighbors
+    from mlffbench.datasets.loading import default_cache_dir
+    from mlffbench.plugins import get_registry
+    from mlffbench.restore import load_run
+    from mlffbench.splits import Split
+    from mlffbench.stats import compute_stats
+
+    run_dir = runs.existing_run_dir(Path(run_dir))
+    model = load_run(run_dir)
+    saved = runs.read_json(run_dir / runs.CONFIG)
+    spec, card = model.spec, get_registry().dataset(saved["dataset"])
+    data_dir = data_dir or (Path(saved["data_dir"]) if saved.get("data_dir") else None)
+    ds = load_data(card, data_dir, model.train_config.max_configs, download=download)
+    split = Split.load(run_dir / runs.SPLIT)
+    if split.dataset_fingerprint != ds.fingerprint():
+        raise RunError(f"run '{run_dir}' was made on other data than dataset '{card.name}' here (dataset fingerprints differ)")
+    neighbors = compute_neighbors(ds, model.cutoff, cache_dir=default_cache_dir() / "neighbors")
+    stats = compute_stats(ds, split.train, neighbors)
+    batcher = GraphBatcher(ds, neighbors, model.species, model.train_config.batch_size)
+    handle = ModelHandle(spec.name, spec, card, ds, split, neighbors, stats, model.model_config, model.train_config,
+                         model.backend, batcher, model.state, run_dir)
+    if (run_dir / runs.METRICS).is_file():
+        handle.metrics = runs.read_json(run_dir / runs.METRICS)
+    if (run_dir / runs.HISTORY).is_file():
+        handle.history = runs.read_json(run_dir / runs.HISTORY)
+    return handle
+
+
+def predictions(handle: ModelHandle, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Energies and forces of ``indices`` predicted by the model, with the references.
+
+    Returns ``config`` (C,), ``energy_pred``/``energy_ref`` (C,) eV, ``n_atoms`` (C,),
+    ``force_pred``/``force_ref`` (A, 3) eV/Å and ``atom_config`` (A,) (position in ``config``).
+    """
+    idx = np.asarray(indices, dtype=np.int64)
+    size = batch_size or handle.train_config.eval_batch_size
+    out: dict[str, list] = {k: [] for k in ("config", "energy_pred", "energy_ref", "n_atoms", "force_pred", "force_ref", "atom_config")}
+    done = 0
+    for batch in handle.batcher.batches(idx, batch_size=size):
+        energy, forces = handle.backend.predict(handle.state, batch)
+        graphs, atoms = np.asarray(batch.graph_mask), np.asarray(batch.atom_mask)
+        n = int(graphs.sum())
+        out["config"].append(batch.config_index[graphs])
+        out["energy_pred"].append(np.asarray(energy)[graphs])
+        out["energy_ref"].append(batch.energy[graphs])
+        out["n_atoms"].append(batch.n_atoms[graphs])
+        out["force_pred"].append(np.asarray(forces)[atoms])
+        out["force_ref"].append(batch.forces[atoms])
+        out["atom_config"].append(done + batch.graph_index[atoms])
+        done += n
+    return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}

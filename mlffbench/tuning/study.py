@@ -1,0 +1,306 @@
+"""Run (part of) a study: one ``mlffbench tune`` worker.
+
+Each worker runs ``trials`` trials (fewer when ``study_trials`` caps the whole study), so N
+workers started with ``--trials T`` add N·T trials to the study. A worker that starts first
+marks as FAIL the trials of killed workers whose heartbeat stopped, then carries on; every
+finished trial stays in the database.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlffbench.errors import ConfigError
+from mlffbench.tuning.settings import TuneSettings, default_reports_per_epoch, merge
+
+PARENT_ATTR = "mlflow_parent_run_id"
+DATA_DIR_ATTR = "data_dir"
+MAX_CONSECUTIVE_ERRORS = 5
+
+
+@dataclass
+class TuneOptions:
+    """One worker's command line (``None``: take it from the stored study / the defaults)."""
+
+    model: str | None
+    dataset: str | None
+    study: str | None = None
+    storage: str | None = None
+    trials: int = 20
+    study_trials: int = 0
+    objectives: tuple[str, ...] | None = None
+    epochs: int | None = None
+    trial_timeout: float | None = None
+    max_configs: int | None = None
+    reports_per_epoch: int | None = None
+    pruner: str | None = None
+    sampler: str = "tpe"
+    seed: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # --param: search-space values or model options
+    train_params: dict[str, Any] = field(default_factory=dict)  # --train
+    heartbeat: int = 60
+    data_dir: Path | None = None
+    runs_dir: Path = Path("runs")
+    out_dir: Path | None = None
+    tracking_uri: str | None = None
+    tracking: bool = True
+    download: bool = True
+    top: int = 10
+
+
+def _split_params(spec, params: dict[str, Any], train_params: dict[str, Any]):
+    """``--param`` values → fixed search-space values or fixed model options; ``--train`` → training."""
+    import dataclasses
+
+    from mlffbench.training.config import TrainConfig
+
+    space = spec.search_space
+    model_fields = {f.name for f in dataclasses.fields(spec.config_class)}
+    dims, model = {}, {}
+    for key, value in params.items():
+        if key in space.dimensions:
+            dims[key] = value
+        elif key in model_fields:
+            model[key] = value
+        else:
+            raise ConfigError(
+                f"--param '{key}' is neither a search-space parameter of '{spec.name}' "
+                f"({', '.join(space.dimensions)}) nor a model option ({', '.join(sorted(model_fields))})"
+            )
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(train_params) - train_fields)
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {', '.join(unknown)} (known: {', '.join(sorted(train_fields))})")
+    return dims, model, dict(train_params)
+
+
+def _settings_from(options: TuneOptions, spec) -> tuple[TuneSettings | None, dict[str, Any]]:
+    """The settings a new study would get, and the values the user gave explicitly."""
+    dims, model, train = _split_params(spec, options.params, options.train_params) if spec else ({}, {}, {})
+    given: dict[str, Any] = {
+        "model": options.model, "dataset": options.dataset, "objectives": options.objectives,
+        "epochs": options.epochs, "trial_timeout": options.trial_timeout, "max_configs": options.max_configs,
+        "reports_per_epoch": options.reports_per_epoch, "pruner": options.pruner,
+        "fixed_dims": dims or None, "fixed_model": model or None, "fixed_train": train or None,
+    }
+    if not options.model or not options.dataset:
+        return None, given
+    settings = TuneSettings(
+        model=options.model, dataset=options.dataset, objectives=options.objectives or ("accuracy",),
+        epochs=options.epochs, trial_timeout=options.trial_timeout or 0.0, max_configs=options.max_configs or 0,
+        reports_per_epoch=options.reports_per_epoch or default_reports_per_epoch(options.epochs),
+        pruner=options.pruner or "median", fixed_dims=dims, fixed_model=model, fixed_train=train,
+    )
+    return settings, given
+
+
+def _validate(runner, card) -> None:
+    """The data must load and the fixed values must give valid configs: checked once, before
+    any trial runs (configs on the lower end of every free dimension)."""
+    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.experiment import resolve_configs
+
+    load_dataset(card, data_dir=runner.data_dir, download=runner.download)
+
+    def typical(dim):
+        return dim.choices[0] if hasattr(dim, "choices") else dim.low
+
+    space = runner.spec.search_space
+    values = {n: runner.settings.fixed_dims.get(n, typical(d)) for n, d in space.dimensions.items()}
+    try:
+        model, train = runner.configs(values)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"the fixed search-space values do not fit '{runner.spec.name}': {exc}") from None
+    resolve_configs(runner.spec, card, model, train)
+
+
+def tune(options: TuneOptions, log=None) -> dict[str, Any]:
+    """Run this worker's trials and return the study summary (see :mod:`mlffbench.tuning.report`)."""
+    import optuna
+
+    from mlffbench.plugins import get_registry
+    from mlffbench.tuning import report
+    from mlffbench.tuning.objective import FAIL_REASON, TrialDiverged, TrialRunner
+    from mlffbench.tuning.storage import default_storage, make_sampler, open_storage, open_study, quiet_optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says what happened
+    say = log or (lambda text: None)
+    if options.trials < 0 or options.study_trials < 0:
+        raise ConfigError("--trials and --study-trials must be >= 0")
+    registry = get_registry()
+    spec = registry.model(options.model) if options.model else None
+    if spec is not None and spec.search_space is None:
+        raise ConfigError(f"model '{spec.name}' has no search space (its plugin registers none)")
+    if options.dataset:
+        registry.dataset(options.dataset)
+    new_settings, given = _settings_from(options, spec)
+    if options.study is None and new_settings is None:
+        raise ConfigError("give MODEL and --dataset to start a study, or --study NAME to resume one")
+    name = options.study or f"{options.model}-{options.dataset}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    runs_dir = Path(options.runs_dir)
+    if new_settings is not None:  # before the study exists: a bad value must not leave a study behind
+        probe = TrialRunner(spec=spec, settings=new_settings, study_name=name, runs_dir=runs_dir,
+                            data_dir=options.data_dir, download=options.download)
+        _validate(probe, registry.dataset(new_settings.dataset))
+    storage_url = options.storage or default_storage(runs_dir)
+    storage = open_storage(storage_url, options.heartbeat)
+    sampler = make_sampler(options.sampler, options.seed)
+    with quiet_optuna():
+        study, settings, created = open_study(storage, name, new_settings, given, sampler)
+        if spec is None:
+            spec = registry.model(settings.model)
+        if spec.search_space is None:
+            raise ConfigError(f"model '{spec.name}' has no search space")
+        before = {t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING}
+        if options.model is None and (options.params or options.train_params):
+            dims, model, train = _split_params(spec, options.params, options.train_params)
+            merge(settings, {"fixed_dims": dims or None, "fixed_model": model or None, "fixed_train": train or None}, name)
+        data_dir = _data_dir(study, options.data_dir, created)
+        runner = TrialRunner(
+            spec=spec, settings=settings, study_name=name, runs_dir=runs_dir / f"tune-{name}", data_dir=data_dir,
+            download=options.download,
+        )
+        if new_settings is None:
+            _validate(runner, registry.dataset(settings.dataset))
+        optuna.storages.fail_stale_trials(study)
+        stale = [t.number for t in study.get_trials(deepcopy=False) if t.number in before and t.state == optuna.trial.TrialState.FAIL]
+    say(f"study '{name}' ({'created' if created else 'joined'}) in {_redact(storage_url)}: "
+        f"{spec.name} on {settings.dataset}, objective {','.join(settings.objectives)}, "
+        f"{len(study.trials)} trials so far" + (f"; trials {stale} of stopped workers marked failed" if stale else ""))
+
+    tracking_uri = None
+    parent = None
+    if options.tracking:
+        from mlffbench.tracking import default_tracking_uri
+
+        tracking_uri = options.tracking_uri or default_tracking_uri(runs_dir)
+        parent = _parent_run(study, name, settings, tracking_uri, runs_dir, created)
+        runner.tracking_uri, runner.parent_run_id = tracking_uri, parent
+
+    errors = {"consecutive": 0}
+
+    def after_trial(study_, trial) -> None:
+        _release_memory()
+        state = trial.state.name
+        value = trial.values
+        reason = trial.user_attrs.get(FAIL_REASON) or trial.user_attrs.get("pruned_reason", "")
+        shown = ", ".join(f"{v:.5g}" for v in value) if value else ""
+        say(f"trial {trial.number}: {state}" + (f" {shown}" if shown else "") + (f" — {reason}" if reason else ""))
+        if state == "FAIL" and not str(reason).startswith("diverged"):
+            errors["consecutive"] += 1
+            if errors["consecutive"] >= MAX_CONSECUTIVE_ERRORS:
+                say(f"stopping: {MAX_CONSECUTIVE_ERRORS} trials in a row failed with errors (last: {reason})")
+                study_.stop()
+        else:
+            errors["consecutive"] = 0
+
+    callbacks = [after_trial]
+    n_trials = options.trials
+    if options.study_trials:
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        done = sum(1 for t in study.get_trials(deepcopy=False, states=states))
+        n_trials = max(0, min(n_trials, options.study_trials - done)) if options.trials else max(0, options.study_trials - done)
+        callbacks.append(optuna.study.MaxTrialsCallback(options.study_trials, states=states))
+    _silence_libraries()
+    with quiet_optuna():
+        if n_trials:
+            study.optimize(runner, n_trials=n_trials, catch=(Exception, TrialDiverged), callbacks=callbacks)
+        out_dir = Path(options.out_dir) if options.out_dir else runs_dir / f"tune-{name}"
+        summary = report.summarize(study, spec, settings, runner, out_dir, top=options.top)
+    summary.update({"study": name, "storage": _redact(storage_url), "stale_marked_failed": stale})
+    if parent and tracking_uri:
+        _finish_parent(parent, tracking_uri, summary)
+    return summary
+
+
+def _data_dir(study, given: Path | None, created: bool) -> Path | None:
+    """``--data-dir``; when left out on resuming, the creator's one if it exists here (and
+    $MLFFBENCH_DATA_DIR is not set)."""
+    import os
+
+    if given is not None:
+        if created:
+            study.set_user_attr(DATA_DIR_ATTR, str(Path(given).resolve()))
+        return given
+    stored = study.user_attrs.get(DATA_DIR_ATTR)
+    if stored and not os.environ.get("MLFFBENCH_DATA_DIR") and Path(stored).is_dir():
+        return Path(stored)
+    return None
+
+
+def _release_memory() -> None:
+    """Drop the compiled programs of the finished trial: every trial builds a new model, and a
+    long study in one process would otherwise keep all of them (JAX's jit caches)."""
+    import gc
+    import sys
+
+    jax = sys.modules.get("jax")  # never imports jax: only when a backend already did
+    if jax is not None and hasattr(jax, "clear_caches"):
+        jax.clear_caches()
+    gc.collect()
+
+
+def _redact(url: str) -> str:
+    from mlffbench.tuning.storage import _redact as redact
+
+    return redact(url)
+
+
+def _silence_libraries() -> None:
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _parent_run(study, name: str, settings: TuneSettings, tracking_uri: str, runs_dir: Path, created: bool) -> str:
+    """The study's MLflow run (created by the worker that created the study); trials nest under it."""
+    import time
+
+    import mlflow
+
+    from mlffbench.tracking import experiment_id_for, flatten
+
+    _silence_libraries()
+    client = mlflow.MlflowClient(tracking_uri)
+    deadline = time.monotonic() + 60
+    while not created:
+        run_id = study.user_attrs.get(PARENT_ATTR) or _reload_attr(study, PARENT_ATTR)
+        if run_id:
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        if time.monotonic() > deadline:
+            break  # the creator died before making it: make it here
+        time.sleep(0.5)
+    experiment_id = experiment_id_for(client, tracking_uri, runs_dir)
+    run = client.create_run(
+        experiment_id, run_name=f"tune-{name}", tags={"mlffbench.study": name, "mlffbench.role": "study"}
+    )
+    params = flatten("", {"study": name, **settings.to_dict()}, {})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, str(value)[:6000])
+    study.set_user_attr(PARENT_ATTR, run.info.run_id)
+    return run.info.run_id
+
+
+def _reload_attr(study, key: str):
+    import optuna
+
+    return optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get(key)
+
+
+def _finish_parent(run_id: str, tracking_uri: str, summary: dict[str, Any]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    for key in ("n_complete", "n_pruned", "n_fail", "n_trials"):
+        client.log_metric(run_id, key, float(summary[key]))
+    best = summary.get("best")
+    if best and best.get("values") and all(math.isfinite(v) for v in best["values"]):
+        client.log_metric(run_id, "best_val_force_mae", float(best["values"][0]))
+    if summary.get("best_config"):
+        client.set_tag(run_id, "best_config", str(summary["best_config"]))
+    client.set_terminated(run_id, "FINISHED")  # a worker that joins later sets it RUNNING again
