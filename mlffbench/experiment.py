@@ -101,12 +101,8 @@ def run_split(ds, card, train_config: TrainConfig):
 
 
 def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOptions, run_dir: Path, resume: bool) -> Prepared:
-    from mlffbench.datasets.loading import default_cache_dir, load_dataset
-    from mlffbench.graph.batching import GraphBatcher
-    from mlffbench.graph.neighbors import compute_neighbors
+    from mlffbench.datasets.loading import load_dataset
     from mlffbench.splits import Split
-    from mlffbench.stats import compute_stats
-    from mlffbench.training.backend import get_backend_class
 
     ds = load_dataset(card, data_dir=options.data_dir, download=options.download)
     if train_config.max_configs:
@@ -119,10 +115,22 @@ def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOpt
     else:
         split = run_split(ds, card, train_config)
         split.save(split_path)
-    cache_dir = default_cache_dir()
-    neighbors = compute_neighbors(ds, spec.cutoff(model_config), cache_dir=cache_dir / "neighbors")
+    prepared = assemble(spec, card, ds, split, model_config, train_config)
+    runs.write_json(run_dir / runs.STATS, prepared.stats.to_dict())
+    return prepared
+
+
+def assemble(spec, card, ds, split, model_config, train_config: TrainConfig) -> Prepared:
+    """Neighbour lists (cached), training statistics, potential, backend and batcher of a
+    model on a split: everything a run needs before its state."""
+    from mlffbench.datasets.loading import default_cache_dir
+    from mlffbench.graph.batching import GraphBatcher
+    from mlffbench.graph.neighbors import compute_neighbors
+    from mlffbench.stats import compute_stats
+    from mlffbench.training.backend import get_backend_class
+
+    neighbors = compute_neighbors(ds, spec.cutoff(model_config), cache_dir=default_cache_dir() / "neighbors")
     stats = compute_stats(ds, split.train, neighbors)
-    runs.write_json(run_dir / runs.STATS, stats.to_dict())
     potential = spec.build(model_config, stats)
     backend = get_backend_class(spec.backend)(potential, train_config, force_rms=stats.force_rms)
     batcher = GraphBatcher(ds, neighbors, stats.species, train_config.batch_size)

@@ -118,7 +118,8 @@ def build_model(
         model.backend.potential = potential
         potential.output_scale = kept_scale
         return model
-    potential = spec.build(model_config, stats)
+    with precision_scope(spec.backend, train_config.dtype):  # a float64 build must not switch 64-bit JAX on for good
+        potential = spec.build(model_config, stats)
     # force_rms: the training statistics' force scale, which an output calibration targets
     backend = new_backend(spec.backend, potential, train_config, force_rms)
     example = example_batch(species, spec.cutoff(model_config)) if example is None else example

@@ -55,26 +55,18 @@ def load_data(card, data_dir: Path | None, max_configs: int = 0, download: bool 
 
 
 def _assemble(label, spec, card, ds, split, model_config, train_config, initial=None):
-    from mlffbench.datasets.loading import default_cache_dir
-    from mlffbench.graph.batching import GraphBatcher
-    from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.stats import compute_stats
-    from mlffbench.training.backend import get_backend_class
+    from mlffbench.experiment import assemble
 
-    neighbors = compute_neighbors(ds, spec.cutoff(model_config), cache_dir=default_cache_dir() / "neighbors")
-    stats = compute_stats(ds, split.train, neighbors)
-    potential = spec.build(model_config, stats)
-    backend = get_backend_class(spec.backend)(potential, train_config, force_rms=stats.force_rms)
-    batcher = GraphBatcher(ds, neighbors, stats.species, train_config.batch_size)
+    p = assemble(spec, card, ds, split, model_config, train_config)
     train_idx = np.asarray(split.train)
     if train_idx.size == 0:
         raise RunError(f"the training part of the split of '{card.name}' is empty")
     size = train_config.batch_size
-    example = next(iter(batcher.batches(train_idx[:size], batch_size=size)))  # as the training loop does
-    state = backend.init(train_config.seed, example)
+    example = next(iter(p.batcher.batches(train_idx[:size], batch_size=size)))  # as the training loop does
+    state = p.backend.init(train_config.seed, example)
     if initial is not None:
-        state = backend.with_params(state, initial)
-    return ModelHandle(label, spec, card, ds, split, neighbors, stats, model_config, train_config, backend, batcher, state)
+        state = p.backend.with_params(state, initial)
+    return ModelHandle(label, spec, card, ds, split, p.neighbors, p.stats, model_config, train_config, p.backend, p.batcher, state)
 
 
 def fresh_model(

@@ -108,3 +108,41 @@ def test_run_and_check_a_trained_model(installed, data_dir):
                 "--only", "cutoff smoothness", "--data-dir", str(data_dir)], env, tmp)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "all checks passed" in out.stdout
+
+
+def test_bench_compare_and_tune_drive_it_with_no_change_to_mlffbench(installed, data_dir, tmp_path):
+    """The plugin's own search space and model go through ``bench``, ``compare`` and ``tune``."""
+    tmp, _, env = installed
+    runs = tmp_path / "runs"
+    common = ["--data-dir", str(data_dir), "--max-configs", "12", "--no-tracking"]
+    for seed in (0, 1):
+        out = _run([*CLI, "run", "pairmlp", "--dataset", "ean", "--epochs", "1", "--batch-size", "4", "-t", f"seed={seed}",
+                    "--runs-dir", str(runs), "--no-progress", *common], env, tmp)
+        assert out.returncode == 0, out.stderr[-3000:]
+    run_dirs = sorted(p for p in runs.iterdir() if p.name.startswith("pairmlp-ean-"))
+    assert len(run_dirs) == 2
+
+    bench_json = tmp_path / "bench.json"
+    out = _run([*CLI, "bench", "pairmlp", "--dataset", "ean", "--data-dir", str(data_dir), "--max-configs", "8", "--batch-size", "4",
+                "--repeats", "2", "--train-steps", "1", "--sweep", "1,2", "--sweep-repeats", "1", "--json", str(bench_json)],
+               env, tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    bench = json.loads(bench_json.read_text())
+    assert bench["model"] == "pairmlp" and bench["training"]["configs_per_s"] > 0
+    assert [p["atoms"] for p in bench["size_sweep"]["points"]] == [225, 8 * 225]
+
+    compare_json = tmp_path / "compare.json"
+    out = _run([*CLI, "compare", "--runs", *map(str, run_dirs), "--repeats", "2", "--train-steps", "1",
+                "--out", str(tmp_path / "report"), "--json", str(compare_json), "--no-progress", *common], env, tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    compared = json.loads(compare_json.read_text())
+    assert set(compared["models"]) == {"pairmlp"} and len(compared["runs"]) == 2
+    assert {r["split_fingerprint"] for r in compared["runs"]} == {compared["split_fingerprint"]}
+
+    out = _run([*CLI, "tune", "pairmlp", "--dataset", "ean", "--trials", "2", "--epochs", "1", "--study", "third",
+                "--runs-dir", str(tmp_path / "tune"), *common], env, tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads((tmp_path / "tune" / "tune-third" / "summary.json").read_text())
+    assert summary["n_trials"] == 2 and summary["n_complete"] + summary["n_pruned"] == 2
+    best = json.loads(Path(summary["best_config"]).read_text())
+    assert {"hidden", "n_basis", "cutoff"} <= set(best["model"])

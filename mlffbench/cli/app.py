@@ -357,13 +357,13 @@ main.add_command(_md_command)
 main.add_command(_scan_command)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def entry() -> None:
     """The console script: the tuned host allocator first (see :mod:`mlffbench.runtime`), then the CLI."""
     from mlffbench.runtime import reexec_with_tuned_allocator
 
     reexec_with_tuned_allocator()
     main()
+
+
+if __name__ == "__main__":
+    entry()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from mlffbench import hookimpl
 from mlffbench.registry import ModelSpec
+from mlffbench.search_space import Categorical, Float, Int, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ SPEC = ModelSpec(
     build=build,
     cutoff=lambda config: config.cutoff,
     description="Per-pair MLP potential with a cosine cutoff (third-party example plugin).",
+    search_space=SearchSpace(
+        {"hidden": Categorical((8, 16, 32)), "n_basis": Int(4, 12), "cutoff": Float(3.0, 5.0)},
+        description="pair MLP width, radial basis size, cutoff",
+    ),
     train_defaults={"optimizer": "adam", "lr_schedule": "constant", "lr": (1e-3, 1e-3, 1e-3), "loss": "mse",
                     "energy_weight": 0.01},
 )
