@@ -1,8 +1,8 @@
 """Training throughput on EAN: mlffbench's JAT vs the original JAT code, side by side.
 
 Every variant trains on the same EAN configurations, batch 8 (the thesis'), forces in the
-loss (second-order autodiff), float32, in one process, epochs interleaved
-(see ``throughput.interleave``). Reported: training configurations per second, the median
+loss (second-order autodiff), float32, each in its own worker process, epochs interleaved
+(see ``workers.time_in_turn``). Reported: training configurations per second, the median
 over the timed epochs after a warm-up epoch (which holds the compilation).
 
 * ``mlffbench JAT (thesis model)``: the faithful model (``edge_basis = 0``), 7×48, 1 head,
@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import OursJax, base_parser, interleave, machine, original_arrays, print_table, write_results  # noqa: E402
-from workers import WorkerVariant, channel, serve  # noqa: E402
+from throughput import OursJax, base_parser, machine, original_arrays, print_table, write_results  # noqa: E402
+from workers import WorkerVariant, channel, serve, time_in_turn  # noqa: E402
 
 ORIGINAL_ELEMENTS = ("C", "H", "N", "O")  # the original numbers species alphabetically
 WORKERS = ("thesis", "default", "original")
@@ -144,16 +144,7 @@ def main(argv=None) -> int:
         variants.append(WorkerVariant(__file__, argv, "original", tuned_allocator=False))
         if not args.no_original_tuned:
             variants.append(WorkerVariant(__file__, argv, "original", tuned_allocator=True))
-    indices = np.arange(variants[0].configs)
-    load_before = os.getloadavg()
-    try:
-        results = interleave(variants, indices, args.epochs, args.seed)
-    finally:
-        for variant in variants:
-            variant.close()
-    load_after = os.getloadavg()
-    for result, variant in zip(results, variants, strict=True):
-        result["host_allocator"] = variant.allocator
+    results, indices, load_before, load_after = time_in_turn(variants, args.epochs, args.seed)
     rate = {r["variant"]: r["configs_per_s_median"] for r in results}
     original = rate.get(f"{Original.label} [system malloc]")
     record = {

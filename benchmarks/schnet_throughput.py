@@ -2,7 +2,7 @@
 
 Both train the same SchNet sizes (the plugin's defaults, or ``-p key=value`` overrides) with
 forces in the loss (second-order autograd), float32, the same batch size and the same batches,
-on the same machine in one process, epochs interleaved (ours, PyG, ours, PyG, ...) so that both
+on the same machine, each in its own worker process, epochs interleaved (ours, PyG, ours, PyG, ...) so that both
 see the same machine load. Reported: training configurations per second, the median over the
 epochs after a warm-up epoch.
 
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import base_parser, interleave, write_results  # noqa: E402
-from workers import WorkerVariant, channel, serve  # noqa: E402
+from throughput import base_parser, write_results  # noqa: E402
+from workers import WorkerVariant, channel, serve, time_in_turn  # noqa: E402
 
 WORKERS = ("ours", "pyg", "pyg-flush", "pyg-all-pairs")
 
@@ -172,16 +172,7 @@ def main(argv=None) -> int:
         variants.append(WorkerVariant(__file__, argv, "pyg-flush", tuned_allocator=True))
     if args.all_pairs:
         variants.append(WorkerVariant(__file__, argv, "pyg-all-pairs", tuned_allocator=False))
-    indices = np.arange(variants[0].configs)
-    load_before = os.getloadavg()
-    try:
-        results = interleave(variants, indices, args.epochs, args.seed)
-    finally:
-        for variant in variants:
-            variant.close()
-    load_after = os.getloadavg()
-    for result, variant in zip(results, variants, strict=True):
-        result["host_allocator"] = variant.allocator
+    results, indices, load_before, load_after = time_in_turn(variants, args.epochs, args.seed)
     ours, pyg = results[0]["configs_per_s_median"], results[1]["configs_per_s_median"]
     config, train_config = _configs(args)
     record = {

@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 import numpy as np
+from throughput import interleave
 
 from mlffbench import runtime
 
@@ -85,3 +86,19 @@ def serve(proto, variant, indices) -> None:
         rate = variant.epoch(indices, np.random.default_rng(int(line)))
         proto.write(json.dumps({"rate": rate}) + "\n")
         proto.flush()
+
+
+def time_in_turn(variants: list[WorkerVariant], epochs: int, seed: int):
+    """``throughput.interleave`` over worker variants, which are closed afterwards; each result
+    names its allocator. Returns (results, indices, load average before, load average after)."""
+    indices = np.arange(variants[0].configs)
+    load_before = os.getloadavg()
+    try:
+        results = interleave(variants, indices, epochs, seed)
+    finally:
+        for variant in variants:
+            variant.close()
+    load_after = os.getloadavg()
+    for result, variant in zip(results, variants, strict=True):
+        result["host_allocator"] = variant.allocator
+    return results, indices, load_before, load_after
