@@ -20,6 +20,13 @@ pre-activation gains a radial term: z_e = swish(Q[s] + K[r] + φ(d_e)·W_edge), 
 Gaussians of the distance times a cosine envelope (see :mod:`mlffbench_jat.config`).
 Self loops are not materialised as edges: their logits and messages are added per node,
 which keeps the core's edge arrays (and their ordering) untouched.
+
+Evaluation order (same sums, less work; the checkpoint and the numbers are unchanged to
+rounding): in the first layer h is the species embedding, so without an edge basis
+swish(Q[s] + K[r])·a takes one value per (sender species, receiver species) pair and
+Σ_e α_e Q[s_e] one value per sender species: that layer computes S² attention rows and
+(N, S, H) weight sums instead of (E, H, D) arrays. Contractions with the attention vector
+are written as multiply-and-sum (XLA's CPU dot over E needs a transposed copy).
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ def _round_to_float32(x):
 
 def _contract(x, kernel):
     """(M, H, D) · (H, D, K) -> (M, K)."""
-    return jnp.einsum("mhd,hdk->mk", x, kernel.astype(x.dtype))
+    k = kernel.astype(x.dtype)
+    return jnp.sum(x[..., None] * k[None], axis=(1, 2))
 
 
 class _AttentionKernel(nn.Module):
@@ -79,7 +87,12 @@ class JatLayer(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers=False):
+    def __call__(
+        self, h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers=False, species=None
+    ):
+        """``species`` (first layer only): ``(species, table)`` when h = table[species], the
+        species embedding; then everything before the distance terms is computed per pair of
+        species (S² rows) instead of per edge (same sums, far fewer (E, H, D) passes)."""
         n = h.shape[0]
         shape = (self.n_head, self.width)
 
@@ -94,16 +107,31 @@ class JatLayer(nn.Module):
         # so that the (E, H, D+1) concatenation is never materialised (same parameter).
         a = _AttentionKernel(self.n_head, self.width, self.param_dtype, name="DenseGeneral_2")()
         a_z, a_q = a[:, :-1, :, 0], a[:, -1, :, 0]  # (H, D, H), (H, H)
+        distance_logits = _contract(feat[:, :, None], a_q[:, None, :])  # (E, H)
 
-        query = w_send(h)  # (N, H, D): sender projection, doubles as the message value
-        key = w_recv(h)  # (N, H, D)
-
-        pre = query[senders] + key[receivers]  # (E, H, D)
-        if basis is not None:  # radial-basis edge term in the pre-activation (deviation)
-            w_edge = self.param("edge_basis", nn.initializers.lecun_normal(), (basis.shape[-1], self.n_head * self.width), self.param_dtype)
-            pre = pre + (basis @ w_edge.astype(basis.dtype)).reshape(pre.shape)
-        z = nn.swish(pre)
-        logits = _contract(z, a_z) + _contract(feat[:, :, None], a_q[:, None, :])  # (E, H)
+        by_species = species is not None and basis is None
+        if by_species:
+            kinds, table = species
+            n_kinds = table.shape[0]
+            query_of, key_of = w_send(table), w_recv(table)  # (S, H, D)
+            query, key = query_of[kinds], key_of[kinds]  # (N, H, D)
+            z_pairs = nn.swish(query_of[:, None] + key_of[None, :])  # (S, S, H, D): sender, receiver
+            pair_logits = _contract(z_pairs.reshape(n_kinds * n_kinds, *shape), a_z)  # (S², H)
+            sender_kinds = kinds[senders]
+            logits = pair_logits[sender_kinds * n_kinds + kinds[receivers]] + distance_logits
+        else:
+            query = w_send(h)  # (N, H, D): sender projection, doubles as the message value
+            key = w_recv(h)  # (N, H, D)
+            pre = query[senders] + key[receivers]  # (E, H, D)
+            if basis is not None:  # radial-basis edge term in the pre-activation (deviation)
+                w_edge = self.param(
+                    "edge_basis",
+                    nn.initializers.lecun_normal(),
+                    (basis.shape[-1], self.n_head * self.width),
+                    self.param_dtype,
+                )
+                pre = pre + (basis @ w_edge.astype(basis.dtype)).reshape(pre.shape)
+            logits = _contract(nn.swish(pre), a_z) + distance_logits  # (E, H)
         z_self = nn.swish(query + key)  # self loop: q = 0
         logits_self = _contract(z_self, a_z)  # (N, H)
 
@@ -123,13 +151,17 @@ class JatLayer(nn.Module):
             w = w * weight[:, None]
         w_self = jnp.exp(jnp.where(atom_mask[:, None], logits_self - top, neg_inf))  # (N, H)
 
-        den = jax.ops.segment_sum(w, receivers, num_segments=n, indices_are_sorted=sorted_receivers) + w_self
-        num = (
-            jax.ops.segment_sum(
-                w[:, :, None] * query[senders], receivers, num_segments=n, indices_are_sorted=sorted_receivers
-            )
-            + w_self[:, :, None] * query
-        )
+        def edge_sum(x):
+            return jax.ops.segment_sum(x, receivers, num_segments=n, indices_are_sorted=sorted_receivers)
+
+        den = edge_sum(w) + w_self
+        if by_species:  # Σ_e w_e Q[s_e] = Σ_k (Σ_{e: s_e of kind k} w_e) Q_k
+            one_hot = (sender_kinds[:, None] == jnp.arange(n_kinds)).astype(w.dtype)  # (E, S)
+            by_kind = edge_sum(w[:, None, :] * one_hot[:, :, None])  # (N, S, H)
+            num = jnp.einsum("nsh,shd->nhd", by_kind, query_of)
+        else:
+            num = edge_sum(w[:, :, None] * query[senders])
+        num = num + w_self[:, :, None] * query
         agg = num / jnp.where(den > 0, den, 1.0)[:, :, None]
 
         if h.shape[-1] == self.width:
@@ -151,7 +183,10 @@ class JatCore(nn.Module):
     param_dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers=False):
+    def __call__(
+        self, h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers=False, species=None
+    ):
+        """``species``: ``(species, table)`` when h is the species embedding (see JatLayer)."""
         n_layers = len(self.layer_dims)
         for t, width in enumerate(self.layer_dims):
             h = JatLayer(
@@ -160,7 +195,7 @@ class JatCore(nn.Module):
                 last=t == n_layers - 1,
                 param_dtype=self.param_dtype,
                 name=f"jat_layers_{t}",
-            )(h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers)
+            )(h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers, species if t == 0 else None)
         x = h.reshape(h.shape[0], -1)  # (N, H·D)
         for i, width in enumerate(self.readout_dims):
             x = nn.Dense(width, use_bias=False, param_dtype=self.param_dtype, name=f"Dense_{i}")(x)
@@ -186,8 +221,9 @@ class JatModel(nn.Module):
         cfg = self.config
         pdt = _param_dtype(cfg)
         species = jnp.where(graph.atom_mask, graph.species, 0)
-        h = nn.Embed(self.n_species, cfg.embed_d, param_dtype=pdt, name="embed")(species)
-        h = h[:, None, :]  # (N, 1, embed_d): singleton head axis
+        embed = nn.Embed(self.n_species, cfg.embed_d, param_dtype=pdt, name="embed")
+        h = embed(species)[:, None, :]  # (N, 1, embed_d): singleton head axis
+        table = embed.embedding[:, None, :].astype(h.dtype)  # (S, 1, embed_d): h = table[species]
 
         vectors = graph.vectors
         q = jnp.sum(vectors * vectors, axis=-1)  # squared length: no sqrt, finite gradients
@@ -218,7 +254,10 @@ class JatModel(nn.Module):
             readout_dims=cfg.readout_dims,
             param_dtype=pdt,
             name="core_model",
-        )(h, feat, basis, valid, weight, graph.senders, graph.receivers, graph.atom_mask, self.sorted_receivers)
+        )(
+            h, feat, basis, valid, weight, graph.senders, graph.receivers, graph.atom_mask, self.sorted_receivers,
+            (species, table),
+        )
         e = nn.Dense(1, param_dtype=pdt, name="denormalizer")(s)  # e_i = a·s_i + b, one map for all
         return e[:, 0]
 
