@@ -17,8 +17,11 @@ initialised as PyG initialises them (MODELS.md §5.2). What differs from
 * with ``pair_symmetry`` (the default) the interaction blocks run on one edge of each pair
   of the core's full neighbour list: the filter W(d_ij) = W(d_ji) is computed once and the
   message goes both ways (x_j·W to i, x_i·W to j), with the blocks' own layers. The sums are
-  CFConv's; the filter network's cost halves. ``pair_symmetry = False`` calls
-  ``InteractionBlock.forward`` (CFConv message passing) on every edge;
+  CFConv's; the filter network's cost halves. In the first block, where h is still the
+  species embedding, the filters are summed per neighbour species before the S rows of
+  ``lin1(embedding)`` multiply them (same sums, no per-edge products).
+  ``pair_symmetry = False`` calls ``InteractionBlock.forward`` (CFConv message passing) on
+  every edge;
 * distances at or beyond the cutoff are clamped to it, where PyG's cosine cutoff is exactly
   zero, so an edge from a longer neighbour list contributes nothing (PyG's cosine rises again
   beyond r_c; its own graph never holds such edges).
@@ -82,8 +85,11 @@ class SchNetEnergy(torch.nn.Module):
                 h = h + block(h, edge_index, distance, rbf)
         else:
             envelope = (0.5 * (torch.cos(distance * (math.pi / self.cutoff)) + 1.0))[:, None]
-            for block in self.interactions:
-                h = h + self._interaction(block, h, senders, receivers, rbf, envelope)
+            for t, block in enumerate(self.interactions):
+                if t == 0:  # h is still the species embedding
+                    h = h + self._first_interaction(block, graph.species, senders, receivers, rbf, envelope)
+                else:
+                    h = h + self._interaction(block, h, senders, receivers, rbf, envelope)
         return self.lin2(self.act(self.lin1(h))).squeeze(-1)
 
     @staticmethod
@@ -93,8 +99,23 @@ class SchNetEnergy(torch.nn.Module):
         conv = block.conv
         W = conv.nn(rbf) * envelope
         x = conv.lin1(h)
-        m = torch.zeros_like(x).index_add(0, receivers, x.index_select(0, senders) * W)
-        m = m.index_add(0, senders, x.index_select(0, receivers) * W)
+        m = torch.zeros_like(x).index_add_(0, receivers, x.index_select(0, senders) * W)
+        m = m.index_add_(0, senders, x.index_select(0, receivers) * W)
+        return block.lin(block.act(conv.lin2(m)))
+
+    def _first_interaction(self, block: InteractionBlock, species, senders, receivers, rbf, envelope) -> torch.Tensor:
+        """:meth:`_interaction` where h = embedding[species]: x_j = lin1(embedding)[species_j]
+        takes S values, so Σ_j x_j ⊙ W_ij = Σ_k x_k ⊙ (Σ_{j of species k} W_ij): the filters
+        are summed per (atom, neighbour species) and the S rows multiplied afterwards (no
+        per-edge gather or product)."""
+        conv = block.conv
+        W = conv.nn(rbf) * envelope
+        x_of = conv.lin1(self.embedding.weight)  # (S, F)
+        n, n_kinds = species.shape[0], x_of.shape[0]
+        sums = torch.zeros((n * n_kinds, W.shape[1]), dtype=W.dtype, device=W.device)
+        sums = sums.index_add_(0, receivers * n_kinds + species.index_select(0, senders), W)
+        sums = sums.index_add_(0, senders * n_kinds + species.index_select(0, receivers), W)
+        m = (sums.view(n, n_kinds, -1) * x_of[None]).sum(1)
         return block.lin(block.act(conv.lin2(m)))
 
 

@@ -72,6 +72,28 @@ def test_self_images_when_the_cutoff_exceeds_the_cell(helpers):
     assert np.abs(f_full - f1).max() < 1e-9
 
 
+def test_pair_symmetric_training_gradient_equals_pyg_cfconv(helpers, model, ean0):
+    """The force loss's parameter gradient (second order, through ``functional_call`` as the
+    backend trains) is the same on the pair-symmetric path, whose first block sums filters
+    per neighbour species, as on PyG's CFConv over every edge: every parameter that moves the
+    forces is reached (the readout's last bias only shifts energies)."""
+    batch, _ = model.batch([ean0])
+    full = helpers.Evaluator(dataclasses.replace(model.config, pair_symmetry=False))
+    full.potential.module.load_state_dict(model.potential.module.state_dict())
+    grads = []
+    for ev in (model, full):
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in ev.potential.module.named_parameters()}
+        _, forces = ev.potential.energy_and_forces(params, batch, create_graph=True)
+        loss = ((forces - batch.forces) ** 2).sum()
+        grads.append(dict(zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True), strict=True)))
+    assert [k for k, g in grads[0].items() if g is None] == [k for k, g in grads[1].items() if g is None] == ["lin2.bias"]
+    for name, g in grads[0].items():
+        if g is None:
+            continue
+        assert torch.count_nonzero(g) > 0, name
+        assert torch.allclose(g, grads[1][name], rtol=1e-9, atol=1e-12 * float(g.abs().max())), name
+
+
 def test_edges_beyond_the_cutoff_contribute_nothing(model, ean0, ean0_result):
     e0, f0 = ean0_result
     batch, graph_batch = model.batch([ean0], cutoff=RC + 0.5)
