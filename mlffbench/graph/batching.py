@@ -122,6 +122,71 @@ class GraphBatch:
         return tuple(getattr(self, name) for name in BATCH_FIELDS)
 
 
+def split_batch(batch: GraphBatch, size: int) -> list[GraphBatch]:
+    """``batch`` as consecutive parts of at most ``size`` real graphs each, every part padded
+    as the batcher pads (N and E on the :func:`bucket` grid, G = size + 1): the same
+    configurations, atoms and edges, in the same order.
+
+    A batch's graphs, atoms and edges are contiguous and in graph order (edges sorted by
+    receiver), so a part is a slice of each with its indices shifted.
+    """
+    size = _check_batch_size(size)
+    n_real = int(batch.graph_mask.sum())
+    real_edges = int(batch.edge_mask.sum())
+    atom_start = np.concatenate([[0], np.cumsum(batch.n_atoms[:n_real])]).astype(np.int64)
+    receivers = batch.receivers[:real_edges]
+    parts = []
+    for g0 in range(0, max(n_real, 1), size):
+        g1 = min(g0 + size, n_real)
+        a0, a1 = int(atom_start[g0]), int(atom_start[g1])
+        e0, e1 = (int(v) for v in np.searchsorted(receivers, [a0, a1]))
+        na, ne, b, g = a1 - a0, e1 - e0, g1 - g0, size + 1
+        n, e = bucket(na + 1), bucket(ne)
+
+        def atoms(field, fill=0, dtype=None):
+            src = getattr(batch, field)
+            out = np.full((n, *src.shape[1:]), fill, dtype or src.dtype)
+            out[:na] = src[a0:a1]
+            return out
+
+        def graphs(field, fill):
+            src = getattr(batch, field)
+            out = np.full((g, *src.shape[1:]), fill, src.dtype)
+            out[:b] = src[g0:g1]
+            return out
+
+        graph_index = np.full(n, g - 1, np.int32)
+        graph_index[:na] = batch.graph_index[a0:a1] - g0
+        senders = np.full(e, n - 1, np.int32)
+        senders[:ne] = batch.senders[e0:e1] - a0
+        receivers_part = np.full(e, n - 1, np.int32)
+        receivers_part[:ne] = receivers[e0:e1] - a0
+        shifts = np.zeros((e, 3), batch.shifts.dtype)
+        shifts[:ne] = batch.shifts[e0:e1]
+        edge_mask = np.zeros(e, bool)
+        edge_mask[:ne] = True
+        parts.append(
+            GraphBatch(
+                positions=atoms("positions"),
+                species=atoms("species"),
+                atom_mask=atoms("atom_mask", False),
+                graph_index=graph_index,
+                senders=senders,
+                receivers=receivers_part,
+                shifts=shifts,
+                edge_mask=edge_mask,
+                cell=graphs("cell", 0),
+                energy=graphs("energy", 0),
+                forces=atoms("forces"),
+                graph_mask=graphs("graph_mask", False),
+                n_atoms=graphs("n_atoms", 1),
+                config_index=graphs("config_index", -1),
+                numbers=atoms("numbers"),
+            )
+        )
+    return parts
+
+
 def _species_lookup(species_table: Sequence[int]) -> np.ndarray:
     table = tuple(int(z) for z in species_table)
     if not table:

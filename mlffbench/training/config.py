@@ -23,6 +23,13 @@ class TrainConfig:
 
     epochs: int = 100
     batch_size: int = 8
+    # Configurations per gradient pass (JAX backend; the PyTorch backend always takes the
+    # whole batch): a batch is split into parts of this many configurations whose gradients
+    # are summed before the one optimizer update, so the update is the batch's (to rounding)
+    # and only the working set shrinks: on a CPU, EAN batches of 8 train 15-19 % faster in
+    # passes of 1 or 2 (the (E, 48) arrays of a pass then fit the caches). 0 = the whole
+    # batch in one pass (right for a GPU).
+    micro_batch_size: int = 0
     eval_batch_size: int = 16
     optimizer: str = "yogi"
     weight_decay: float = 0.0
@@ -53,6 +60,7 @@ class TrainConfig:
 
         need(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.micro_batch_size >= 0, f"micro_batch_size must be >= 0 (0 = whole batch), got {self.micro_batch_size}")
         need(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         need(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (known: {', '.join(OPTIMIZERS)})")
         need(self.loss in LOSSES, f"unknown loss '{self.loss}' (known: {', '.join(LOSSES)})")

@@ -14,6 +14,7 @@ from flax import serialization
 
 from mlffbench.backends.jax.losses import pointwise
 from mlffbench.backends.jax.potential import Batch, Potential
+from mlffbench.graph.batching import split_batch
 from mlffbench.training.backend import Backend
 from mlffbench.training.config import TrainConfig
 
@@ -112,29 +113,39 @@ class JaxBackend(Backend):
         return serialization.from_bytes(template, data)
 
     # ------------------------------------------------------------------ steps
-    def _loss(self, params, batch: Batch):
+    def _loss_sum(self, params, batch: Batch):
+        """The configurations' losses summed over the real graphs (the batch loss × their count)."""
         cfg = self.config
         energies, forces = self.potential.energy_and_forces(params, batch)
         graphs = batch.graph_mask.astype(energies.dtype)
-        n_real = jnp.maximum(graphs.sum(), 1.0)
         total = 0.0
         if cfg.force_weight > 0:
             per_comp = pointwise(cfg.loss, batch.forces - forces, cfg.log_cosh_p)
             per_atom = per_comp.sum(axis=1) * batch.atom_mask
             per_graph = jax.ops.segment_sum(per_atom, batch.graph_index, num_segments=batch.cell.shape[0])
             per_graph = per_graph / (3.0 * batch.n_atoms)
-            total = total + cfg.force_weight * (per_graph * graphs).sum() / n_real
+            total = total + cfg.force_weight * (per_graph * graphs).sum()
         if cfg.energy_weight > 0:
             de = (batch.energy - energies) / batch.n_atoms
-            total = total + cfg.energy_weight * (pointwise(cfg.loss, de, cfg.energy_log_cosh_p) * graphs).sum() / n_real
+            total = total + cfg.energy_weight * (pointwise(cfg.loss, de, cfg.energy_log_cosh_p) * graphs).sum()
         return total
+
+    def _loss(self, params, batch: Batch):
+        return self._loss_sum(params, batch) / jnp.maximum(batch.graph_mask.sum(), 1).astype(self.dtype)
+
+    def _apply(self, state: TrainState, grads, lr) -> TrainState:
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        updates = jax.tree_util.tree_map(lambda u: -lr * u, updates)
+        return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1)
 
     def _train_step(self, state: TrainState, batch: Batch, lr):
         loss, grads = jax.value_and_grad(self._loss)(state.params, batch)
-        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
-        updates = jax.tree_util.tree_map(lambda u: -lr * u, updates)
-        params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.step + 1), loss
+        return self._apply(state, grads, lr), loss
+
+    def _accumulate(self, params, batch: Batch, scale, loss, grads):
+        """(loss, grads) plus one part's share: its loss sum × ``scale`` (1 / the batch's graphs)."""
+        part_loss, part_grads = jax.value_and_grad(lambda p: self._loss_sum(p, batch) * scale)(params)
+        return loss + part_loss, jax.tree_util.tree_map(jnp.add, grads, part_grads)
 
     def _compiled(self, table: dict, fn, key, *args):
         """Compile ``fn`` ahead of time once per bucket shape, timing the compilation."""
@@ -150,10 +161,23 @@ class JaxBackend(Backend):
         return (batch.positions.shape[0], batch.senders.shape[0], batch.cell.shape[0])
 
     def train_step(self, state: TrainState, batch, lr: float):
-        dev = to_device(batch, self.dtype)
         lr = jnp.asarray(lr, self.dtype)
-        step = self._compiled(self._train, self._train_step, self._shape_key(dev), state, dev, lr)
-        return step(state, dev, lr)
+        size = self.config.micro_batch_size
+        n_real = int(np.asarray(batch.graph_mask).sum())
+        if not size or n_real <= size:
+            dev = to_device(batch, self.dtype)
+            step = self._compiled(self._train, self._train_step, self._shape_key(dev), state, dev, lr)
+            return step(state, dev, lr)
+        # gradient passes over parts of the batch, summed, then the batch's one update
+        scale = jnp.asarray(1.0 / n_real, self.dtype)
+        loss = jnp.zeros((), self.dtype)
+        grads = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+        for part in split_batch(batch, size):
+            dev = to_device(part, self.dtype)
+            args = (state.params, dev, scale, loss, grads)
+            loss, grads = self._compiled(self._train, self._accumulate, ("part", *self._shape_key(dev)), *args)(*args)
+        apply = self._compiled(self._train, self._apply, ("apply",), state, grads, lr)
+        return apply(state, grads, lr), loss
 
     def loss_value(self, loss) -> float:
         return float(jax.block_until_ready(loss))

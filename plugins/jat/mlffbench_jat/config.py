@@ -125,6 +125,7 @@ ANI1_MODEL = {"layer_dims": (48,) * 5, "n_head": 4, "embed_d": 48, "cutoff": 3.0
 EAN_TRAIN = {
     "epochs": 500,
     "batch_size": 8,
+    "micro_batch_size": 1,  # the same update, in gradient passes of one configuration (CPU caches; 0 on a GPU)
     "eval_batch_size": 32,
     "optimizer": "yogi",
     "weight_decay": 0.0,
