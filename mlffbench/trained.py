@@ -17,21 +17,14 @@ import numpy as np
 
 from mlffbench import runs
 from mlffbench.errors import RunError
+from mlffbench.experiment import Prepared
 
 
 @dataclass
-class ModelHandle:
+class ModelHandle(Prepared):
+    """What a run assembles (:class:`mlffbench.experiment.Prepared`) plus a name and a state."""
+
     label: str
-    spec: Any
-    card: Any
-    dataset: Any
-    split: Any
-    neighbors: Any
-    stats: Any
-    model_config: Any
-    train_config: Any
-    backend: Any
-    batcher: Any
     state: Any
     run_dir: Path | None = None
     metrics: dict[str, Any] | None = None
@@ -66,7 +59,7 @@ def _assemble(label, spec, card, ds, split, model_config, train_config, initial=
     state = p.backend.init(train_config.seed, example)
     if initial is not None:
         state = p.backend.with_params(state, initial)
-    return ModelHandle(label, spec, card, ds, split, p.neighbors, p.stats, model_config, train_config, p.backend, p.batcher, state)
+    return ModelHandle(**vars(p), label=label, state=state)
 
 
 def fresh_model(
@@ -123,8 +116,9 @@ def from_run(run_dir: Path, data_dir: Path | None = None, download: bool = True)
     neighbors = compute_neighbors(ds, model.cutoff, cache_dir=default_cache_dir() / "neighbors")
     stats = compute_stats(ds, split.train, neighbors)
     batcher = GraphBatcher(ds, neighbors, model.species, model.train_config.batch_size)
-    handle = ModelHandle(spec.name, spec, card, ds, split, neighbors, stats, model.model_config, model.train_config,
-                         model.backend, batcher, model.state, run_dir)
+    handle = ModelHandle(spec=spec, card=card, dataset=ds, split=split, neighbors=neighbors, stats=stats,
+                         model_config=model.model_config, train_config=model.train_config, batcher=batcher,
+                         backend=model.backend, label=spec.name, state=model.state, run_dir=run_dir)
     if (run_dir / runs.METRICS).is_file():
         handle.metrics = runs.read_json(run_dir / runs.METRICS)
     if (run_dir / runs.HISTORY).is_file():

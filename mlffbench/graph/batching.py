@@ -122,6 +122,38 @@ class GraphBatch:
         return tuple(getattr(self, name) for name in BATCH_FIELDS)
 
 
+def _padded_batch(n: int, e: int, g: int, *, positions, species, numbers, graph_index, forces, senders, receivers,
+                  shifts, cell, energy, n_atoms, config_index) -> GraphBatch:
+    """A :class:`GraphBatch` of N = n atoms, E = e edges and G = g graphs from the real
+    atoms', edges' and graphs' values (given without padding; ``forces``/``energy`` None
+    where the data has none), padded as the table in :class:`GraphBatch` says."""
+    na, ne, b = len(positions), len(senders), len(cell)
+
+    def pad(values, size, fill, dtype, tail=()):
+        out = np.full((size, *tail), fill, dtype)
+        if values is not None:
+            out[: len(values)] = values
+        return out
+
+    return GraphBatch(
+        positions=pad(positions, n, 0.0, np.float64, (3,)),
+        species=pad(species, n, 0, np.int32),
+        atom_mask=pad(np.ones(na, bool), n, False, bool),
+        graph_index=pad(graph_index, n, g - 1, np.int32),
+        senders=pad(senders, e, n - 1, np.int32),
+        receivers=pad(receivers, e, n - 1, np.int32),
+        shifts=pad(shifts, e, 0.0, np.float64, (3,)),
+        edge_mask=pad(np.ones(ne, bool), e, False, bool),
+        cell=pad(cell, g, 0.0, np.float64, (3, 3)),
+        energy=pad(energy, g, 0.0, np.float64),
+        forces=pad(forces, n, 0.0, np.float64, (3,)),
+        graph_mask=pad(np.ones(b, bool), g, False, bool),
+        n_atoms=pad(n_atoms, g, 1, np.int32),
+        config_index=pad(config_index, g, -1, np.int64),
+        numbers=pad(numbers, n, 0, np.int32),
+    )
+
+
 def split_batch(batch: GraphBatch, size: int) -> list[GraphBatch]:
     """``batch`` as consecutive parts of at most ``size`` real graphs each, every part padded
     as the batcher pads (N and E on the :func:`bucket` grid, G = size + 1): the same
@@ -132,56 +164,31 @@ def split_batch(batch: GraphBatch, size: int) -> list[GraphBatch]:
     """
     size = _check_batch_size(size)
     n_real = int(batch.graph_mask.sum())
-    real_edges = int(batch.edge_mask.sum())
+    receivers = batch.receivers[: int(batch.edge_mask.sum())]
     atom_start = np.concatenate([[0], np.cumsum(batch.n_atoms[:n_real])]).astype(np.int64)
-    receivers = batch.receivers[:real_edges]
     parts = []
     for g0 in range(0, max(n_real, 1), size):
         g1 = min(g0 + size, n_real)
         a0, a1 = int(atom_start[g0]), int(atom_start[g1])
         e0, e1 = (int(v) for v in np.searchsorted(receivers, [a0, a1]))
-        na, ne, b, g = a1 - a0, e1 - e0, g1 - g0, size + 1
-        n, e = bucket(na + 1), bucket(ne)
-
-        def atoms(field, fill=0, dtype=None):
-            src = getattr(batch, field)
-            out = np.full((n, *src.shape[1:]), fill, dtype or src.dtype)
-            out[:na] = src[a0:a1]
-            return out
-
-        def graphs(field, fill):
-            src = getattr(batch, field)
-            out = np.full((g, *src.shape[1:]), fill, src.dtype)
-            out[:b] = src[g0:g1]
-            return out
-
-        graph_index = np.full(n, g - 1, np.int32)
-        graph_index[:na] = batch.graph_index[a0:a1] - g0
-        senders = np.full(e, n - 1, np.int32)
-        senders[:ne] = batch.senders[e0:e1] - a0
-        receivers_part = np.full(e, n - 1, np.int32)
-        receivers_part[:ne] = receivers[e0:e1] - a0
-        shifts = np.zeros((e, 3), batch.shifts.dtype)
-        shifts[:ne] = batch.shifts[e0:e1]
-        edge_mask = np.zeros(e, bool)
-        edge_mask[:ne] = True
+        atoms, edges, graphs = slice(a0, a1), slice(e0, e1), slice(g0, g1)
         parts.append(
-            GraphBatch(
-                positions=atoms("positions"),
-                species=atoms("species"),
-                atom_mask=atoms("atom_mask", False),
-                graph_index=graph_index,
-                senders=senders,
-                receivers=receivers_part,
-                shifts=shifts,
-                edge_mask=edge_mask,
-                cell=graphs("cell", 0),
-                energy=graphs("energy", 0),
-                forces=atoms("forces"),
-                graph_mask=graphs("graph_mask", False),
-                n_atoms=graphs("n_atoms", 1),
-                config_index=graphs("config_index", -1),
-                numbers=atoms("numbers"),
+            _padded_batch(
+                bucket(a1 - a0 + 1),
+                bucket(e1 - e0),
+                size + 1,
+                positions=batch.positions[atoms],
+                species=batch.species[atoms],
+                numbers=batch.numbers[atoms],
+                graph_index=batch.graph_index[atoms] - g0,
+                forces=batch.forces[atoms],
+                senders=batch.senders[edges] - a0,
+                receivers=receivers[edges] - a0,
+                shifts=batch.shifts[edges],
+                cell=batch.cell[graphs],
+                energy=batch.energy[graphs],
+                n_atoms=batch.n_atoms[graphs],
+                config_index=batch.config_index[graphs],
             )
         )
     return parts
@@ -365,58 +372,22 @@ class GraphBatcher:
 
         atoms = _gather_index(self._atom_start[idx], na)
         base = np.cumsum(na) - na  # first atom of each graph in the batch
-
-        positions = np.zeros((n, 3), np.float64)
-        positions[:real_atoms] = ds.positions[atoms]
-        species = np.zeros(n, np.int32)
-        species[:real_atoms] = self._species[atoms]
-        numbers = np.zeros(n, np.int32)
-        numbers[:real_atoms] = self._numbers[atoms]
-        atom_mask = np.zeros(n, bool)
-        atom_mask[:real_atoms] = True
-        graph_index = np.full(n, g - 1, np.int32)
-        graph_index[:real_atoms] = np.repeat(np.arange(b, dtype=np.int32), na)
-        forces = np.zeros((n, 3), np.float64)
-        if ds.forces is not None:
-            forces[:real_atoms] = ds.forces[atoms]
-
         edges = _gather_index(self._edge_start[idx], ne)
         offset = np.repeat(base, ne)
-        senders = np.full(e, n - 1, np.int32)
-        senders[:real_edges] = table.senders[edges] + offset
-        receivers = np.full(e, n - 1, np.int32)
-        receivers[:real_edges] = table.receivers[edges] + offset
-        shifts = np.zeros((e, 3), np.float64)
-        shifts[:real_edges] = table.shifts[edges]
-        edge_mask = np.zeros(e, bool)
-        edge_mask[:real_edges] = True
-
-        cell = np.zeros((g, 3, 3), np.float64)
-        cell[:b] = ds.cell[idx]
-        energy = np.zeros(g, np.float64)
-        if ds.energy is not None:
-            energy[:b] = ds.energy[idx]
-        graph_mask = np.zeros(g, bool)
-        graph_mask[:b] = True
-        n_atoms = np.ones(g, np.int32)
-        n_atoms[:b] = na
-        config_index = np.full(g, -1, np.int64)
-        config_index[:b] = idx
-
-        return GraphBatch(
-            positions=positions,
-            species=species,
-            atom_mask=atom_mask,
-            graph_index=graph_index,
-            senders=senders,
-            receivers=receivers,
-            shifts=shifts,
-            edge_mask=edge_mask,
-            cell=cell,
-            energy=energy,
-            forces=forces,
-            graph_mask=graph_mask,
-            n_atoms=n_atoms,
-            config_index=config_index,
-            numbers=numbers,
+        return _padded_batch(
+            n,
+            e,
+            g,
+            positions=ds.positions[atoms],
+            species=self._species[atoms],
+            numbers=self._numbers[atoms],
+            graph_index=np.repeat(np.arange(b, dtype=np.int32), na),
+            forces=None if ds.forces is None else ds.forces[atoms],
+            senders=table.senders[edges] + offset,
+            receivers=table.receivers[edges] + offset,
+            shifts=table.shifts[edges],
+            cell=ds.cell[idx],
+            energy=None if ds.energy is None else ds.energy[idx],
+            n_atoms=na,
+            config_index=idx,
         )
