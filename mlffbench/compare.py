@@ -41,14 +41,19 @@ from mlffbench import runs, timing
 from mlffbench.errors import ConfigError, RunError
 
 WARMUP_MIN_S = 1.0  # warm-up calls go on until they took this long (see mlffbench.timing)
-METRIC_KEYS = ("force_mae", "force_rmse", "energy_mae_per_atom", "energy_rmse_per_atom")
+# Without --epochs every model and seed trains for this many seconds of training steps
+# (compilation and validation excluded, as every run's recorded train_s): `compare jat
+# neuralil` on EAN then takes about 7-8 minutes on a 2-core CPU.
+DEFAULT_BUDGET_S = 180.0
+METRIC_KEYS = ("force_mae", "force_rmse", "energy_mae_per_atom", "energy_rmse_per_atom", "stress_mae", "stress_rmse")
 
 
 @dataclass
 class CompareOptions:
     models: tuple[str, ...] = ()
     dataset: str = ""
-    epochs: int | None = None
+    epochs: int | None = None  # None: every model trains for ``budget_s`` seconds instead
+    budget_s: float = DEFAULT_BUDGET_S
     seeds: int = 1
     split_seed: int = 0
     model_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # model name ("*": all) -> options
@@ -114,11 +119,35 @@ def _resolved(model: str, options: CompareOptions, seed: int):
     from mlffbench.plugins import get_registry
 
     registry = get_registry()
-    spec, card = registry.model(model), registry.dataset(options.dataset)
+    from mlffbench.datasets.user import resolve_card
+
+    spec, card = registry.model(model), resolve_card(options.dataset)
     model_params = {**options.model_params.get("*", {}), **options.model_params.get(model, {})}
-    train_params = {**options.train_params, "epochs": options.epochs, "seed": seed, "split_seed": options.split_seed}
+    train_params = {**options.train_params, **budget_params(options), "seed": seed, "split_seed": options.split_seed}
     model_config, train_config = resolve_configs(spec, card, model_params, train_params)
     return spec, card, model_params, train_params, model_config, train_config
+
+
+def budget_params(options: CompareOptions) -> dict[str, Any]:
+    """The training options of the common budget: ``epochs``, or a wall-clock time (epochs 0:
+    train until ``max_time_s`` is spent, see :func:`mlffbench.training.loop.fit`)."""
+    if options.epochs is not None:
+        return {"epochs": options.epochs}
+    return {"epochs": 0, "max_time_s": float(options.budget_s)}
+
+
+def budget_of(train: dict[str, Any]) -> str:
+    """A run's budget in words, from its training options (config.json's ``train``)."""
+    if not train.get("epochs") and train.get("max_time_s"):
+        return f"{train['max_time_s']:g} s"
+    return f"{train.get('epochs')} epochs"
+
+
+def completed_budget(train_config, metrics: dict[str, Any]) -> bool:
+    """Whether a run spent its whole budget: all epochs, or (time budget) stopped by the time."""
+    if train_config.epochs == 0 and train_config.max_time_s > 0:
+        return str(metrics.get("stopped") or "").startswith("time budget")
+    return metrics.get("epochs") == train_config.epochs
 
 
 def expected_split(model: str, options: CompareOptions):
@@ -168,7 +197,7 @@ def find_reusable(runs_dir: Path, model: str, dataset: str, model_config, train_
         if (
             config.get("model") == model and config.get("dataset") == dataset and not config.get("init_from")
             and config.get("model_config") == want_model and config.get("train") == want_train
-            and metrics.get("split_fingerprint") == split_fingerprint and metrics.get("epochs") == train_config.epochs
+            and metrics.get("split_fingerprint") == split_fingerprint and completed_budget(train_config, metrics)
         ):
             return d
     return None
@@ -184,8 +213,10 @@ def obtain_runs(options: CompareOptions, console=None, log=None) -> list[Path]:
         raise ConfigError("compare needs at least one MODEL (or --runs DIR ...)")
     if not options.dataset:
         raise ConfigError("compare needs --dataset (or --runs DIR ...)")
-    if options.epochs is None or options.epochs < 1:
-        raise ConfigError("compare needs --epochs N >= 1: every model gets the same budget")
+    if options.epochs is not None and options.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1 (or left out for the time budget), got {options.epochs}")
+    if options.epochs is None and not options.budget_s > 0:
+        raise ConfigError(f"--budget must be a positive number of seconds, got {options.budget_s:g}")
     if options.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {options.seeds}")
     if len(set(options.models)) != len(options.models):
@@ -206,22 +237,23 @@ def obtain_runs(options: CompareOptions, console=None, log=None) -> list[Path]:
 
         extra = mlflow_run_dirs(options.tracking_uri or default_tracking_uri(options.runs_dir), next(iter(fps.values())))
     dirs = []
-    for seed in range(options.seeds):
-        for model in options.models:
-            spec, card, model_params, train_params, model_config, train_config = _resolved(model, options, seed)
-            found = find_reusable(options.runs_dir, spec.name, card.name, model_config, train_config, fps[model], extra) if options.reuse else None
-            if found is not None:
-                _log(log, f"reusing {found} ({model}, seed {seed})")
-                dirs.append(found)
-                continue
-            _log(log, f"training {model} on {card.name}, seed {seed}, {options.epochs} epochs")
-            run_options = RunOptions(
-                model=model, dataset=options.dataset, model_params=model_params, train_params=train_params,
-                data_dir=options.data_dir, runs_dir=options.runs_dir, tracking_uri=options.tracking_uri,
-                tracking=options.tracking, progress=options.progress,
-            )
-            run_dir, _ = train_and_evaluate(run_options, console=console)
-            dirs.append(run_dir)
+    total, budget = options.seeds * len(options.models), budget_of(budget_params(options))
+    for k, (seed, model) in enumerate((s, m) for s in range(options.seeds) for m in options.models):
+        spec, card, model_params, train_params, model_config, train_config = _resolved(model, options, seed)
+        found = find_reusable(options.runs_dir, spec.name, card.name, model_config, train_config, fps[model], extra) if options.reuse else None
+        if found is not None:
+            _log(log, f"reusing {found} ({model}, seed {seed})")
+            dirs.append(found)
+            continue
+        left = f"; about {(total - k) * options.budget_s / 60:.0f} min of training left" if options.epochs is None else ""
+        _log(log, f"[{k + 1}/{total}] training {model} on {card.name}, seed {seed}, budget {budget}{left}")
+        run_options = RunOptions(
+            model=model, dataset=options.dataset, model_params=model_params, train_params=train_params,
+            data_dir=options.data_dir, runs_dir=options.runs_dir, tracking_uri=options.tracking_uri,
+            tracking=options.tracking, progress=options.progress,
+        )
+        run_dir, _ = train_and_evaluate(run_options, console=console)
+        dirs.append(run_dir)
     check_same_split(dirs)
     return dirs
 
@@ -244,6 +276,12 @@ def errors_of(pred: dict[str, np.ndarray], configs: np.ndarray | None = None, ha
     if df.size and has_forces:
         out["force_mae"] = float(np.mean(np.abs(df)))
         out["force_rmse"] = float(np.sqrt(np.mean(df**2)))
+    if "stress_pred" in pred:  # eV/Å³, over the 9 components of periodic configurations with stress
+        keep_s = keep_c & pred["stress_mask"].astype(bool)
+        ds = (pred["stress_pred"][keep_s] - pred["stress_ref"][keep_s]).reshape(-1)
+        if ds.size:
+            out["stress_mae"] = float(np.mean(np.abs(ds)))
+            out["stress_rmse"] = float(np.sqrt(np.mean(ds**2)))
     return out
 
 
@@ -306,15 +344,21 @@ def compare(options: CompareOptions, console=None, log: Callable[[str], None] | 
     if not (has_energy or has_forces):
         raise RunError(f"dataset '{handles[0].card.name}' has neither energies nor forces to compare against")
     score = "force_mae" if has_forces else "energy_mae_per_atom"
+    from mlffbench.experiment import stress_use
+
+    has_stress, stress_warning = stress_use(ds, handles[0].card, handles[0].train_config)
+    if stress_warning:
+        _log(log, f"warning: {stress_warning}")
 
     per_run = []
     parity: dict[str, dict[str, np.ndarray]] = {}
     for h in handles:
-        pred = predictions(h, test)
+        pred = predictions(h, test, stress=has_stress)
         seed = h.train_config.seed
         record = {
             "model": h.spec.name, "seed": seed, "run_dir": str(h.run_dir), "split_fingerprint": h.split.fingerprint,
-            "epochs": (h.metrics or {}).get("epochs"), "n_params": h.backend.n_params(h.state),
+            "epochs": (h.metrics or {}).get("epochs"), "budget": budget_of(h.train_config.to_dict()),
+            "n_params": h.backend.n_params(h.state),
             part: errors_of(pred, None, has_energy, has_forces),
             "groups": {g: errors_of(pred, c, has_energy, has_forces) for g, c in groups.items()},
             "train_configs_per_s_run": (h.metrics or {}).get("train_configs_per_s"),
@@ -392,7 +436,11 @@ def compare(options: CompareOptions, console=None, log: Callable[[str], None] | 
         "score": score,
         "target": target,
         "group_kind": kind,
-        "budget": {"epochs": sorted({r["epochs"] for r in per_run if r["epochs"] is not None})},
+        "budget": {
+            "given": sorted({r["budget"] for r in per_run}),  # e.g. ["180 s"] or ["20 epochs"]
+            "epochs": sorted({r["epochs"] for r in per_run if r["epochs"] is not None}),  # epochs trained
+            "wall_s": {r["run_dir"]: r["wall_s_run"] for r in per_run},
+        },
         "seeds_meaning": "initialisation and batch-order seed (TrainConfig.seed); one split (split seed fixed)",
         "machine": timing.machine_fingerprint([e.get("device", "") for e in envs.values()]),
         "protocol": {"repeats": reps, "warmup_calls": 1, "warmup_min_s": WARMUP_MIN_S, "train_steps_per_call": options.train_steps, "interleaved": True},

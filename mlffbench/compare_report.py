@@ -1,6 +1,6 @@
 """The outputs of ``mlffbench compare``: rich table, PNG plots, Markdown report, MLflow run.
 
-Units: tables in meV/Å (forces) and meV/atom (energies); plots label theirs.
+Units: tables in meV/Å (forces), meV/atom (energies) and GPa (stress); plots label theirs.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mlffbench.training.metrics import GPA
 
 SCORES = {"force_mae": ("force MAE", "meV/Å"), "energy_mae_per_atom": ("energy MAE", "meV/atom")}
 
@@ -36,6 +38,9 @@ def rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "train conf/s (now)", "train conf/s (runs)", "µs/atom·step (b1)", "t→target s", "params",
         "train speed ×", "inference speed ×",
     ]
+    stress = has_stress(result)
+    if stress:
+        header[5:5] = ["σ MAE GPa", "σ RMSE GPa"]
     out = []
     for name in result["order"]:
         m = result["models"][name]
@@ -46,6 +51,7 @@ def rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             name,
             _pm(acc["force_mae"], 1000), _pm(acc["force_rmse"], 1000),
             _pm(acc["energy_mae_per_atom"], 1000), _pm(acc["energy_rmse_per_atom"], 1000),
+            *([_pm(acc["stress_mae"], GPA, 3), _pm(acc["stress_rmse"], GPA, 3)] if stress else []),
             f"{m['training']['configs_per_s']:.2f} ± {_iqr_rate(m['training']):.2f}",
             _pm(m["train_configs_per_s_runs"]),
             f"{m['inference']['us_per_atom_step']:.1f} ± {1e6 * m['inference']['iqr_s'] / m['inference']['atoms_per_call']:.1f}",
@@ -54,6 +60,11 @@ def rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             f"{m['train_speed_ratio']:.2f}", f"{m['inference_speed_ratio']:.2f}",
         ])
     return header, out
+
+
+def has_stress(result: dict[str, Any]) -> bool:
+    """Whether any model of a comparison has stress errors (periodic data with stress)."""
+    return any(m[result["part"]].get("stress_mae", {}).get("n", 0) for m in result["models"].values())
 
 
 def _iqr_rate(t: dict[str, Any]) -> float:
@@ -104,8 +115,8 @@ def render(result: dict[str, Any], console) -> None:
         + (f"target {what} {1000 * target:.1f} {unit} (validation)" if target else "no target"),
         highlight=False,
     )
-    if len(result["budget"]["epochs"]) > 1:
-        console.print(f"[yellow]warning:[/] the runs had different budgets (epochs {result['budget']['epochs']})", highlight=False)
+    if len(result["budget"]["given"]) > 1:
+        console.print(f"[yellow]warning:[/] the runs had different budgets ({', '.join(result['budget']['given'])})", highlight=False)
     console.print(f"report: {result['report']}", highlight=False)
 
 
@@ -225,8 +236,8 @@ def markdown(result: dict[str, Any], path: Path) -> Path:
         "",
         f"- split fingerprint `{result['split_fingerprint']}` (every run; dataset `{result['dataset_fingerprint'][:16]}`), "
         f"sizes {result['split_sizes']}; errors on the **{result['part']}** part",
-        f"- budget: epochs {result['budget']['epochs']}"
-        + (" — **different budgets**" if len(result["budget"]["epochs"]) > 1 else "")
+        f"- budget per run: {', '.join(result['budget']['given'])} (epochs trained: {result['budget']['epochs']})"
+        + (" — **different budgets**" if len(result["budget"]["given"]) > 1 else "")
         + f"; seeds {seeds} ({result['seeds_meaning']})",
         f"- machine: {machine['cpu']}, {machine['cpus_usable']} of {machine['cpu_count']} cores, devices {machine['devices']}, "
         f"load average at the end {', '.join(f'{v:.2f}' for v in machine['loadavg'])}",
@@ -254,10 +265,12 @@ def markdown(result: dict[str, Any], path: Path) -> Path:
     parts += ["## Plots", ""]
     for key, file in result.get("plots", {}).items():
         parts += [f"![{key}]({Path(file).name})", ""]
+    stress = has_stress(result)
     parts += ["## Runs", "", _md_table(
-        ["model", "seed", "epochs", "F MAE meV/Å", "E MAE meV/atom", "t→target s", "run directory"],
+        ["model", "seed", "epochs", "F MAE meV/Å", "E MAE meV/atom", *(["σ MAE GPa"] if stress else []), "t→target s", "run directory"],
         [[r["model"], str(r["seed"]), str(r["epochs"]), f"{1000 * r[result['part']].get('force_mae', float('nan')):.2f}",
           f"{1000 * r[result['part']].get('energy_mae_per_atom', float('nan')):.2f}",
+          *([f"{GPA * r[result['part']].get('stress_mae', float('nan')):.3f}"] if stress else []),
           "—" if r["time_to_target_s"] is None else f"{r['time_to_target_s']:.1f}", f"`{r['run_dir']}`"] for r in result["runs"]],
     ), ""]
     path.write_text("\n".join(parts))
@@ -289,14 +302,15 @@ def log_mlflow(result: dict[str, Any], out_dir: Path, options, run_dirs) -> str:
         "models": ",".join(result["order"]),
     })
     run_id = run.info.run_id
-    params = {"dataset": result["dataset"], "models": ",".join(result["order"]), "epochs": str(result["budget"]["epochs"]),
+    params = {"dataset": result["dataset"], "models": ",".join(result["order"]), "budget": ",".join(result["budget"]["given"]),
               "seeds": str(sorted({s for m in result["models"].values() for s in m["seeds"]})), "split_fingerprint": result["split_fingerprint"]}
     for k, v in params.items():
         client.log_param(run_id, k, str(v)[:6000])
     metrics = {}
     for name, m in result["models"].items():
         flat = flatten(name, {
-            result["part"]: {k: v["mean"] for k, v in m[result["part"]].items()},
+            result["part"]: {**{k: v["mean"] for k, v in m[result["part"]].items()},
+                             **{f"{k}_gpa": GPA * v["mean"] for k, v in m[result["part"]].items() if k.startswith("stress_")}},
             "train_configs_per_s": m["training"]["configs_per_s"], "inference_us_per_atom_step": m["inference"]["us_per_atom_step"],
             "n_params": m["n_params"], "train_speed_ratio": m["train_speed_ratio"], "inference_speed_ratio": m["inference_speed_ratio"],
         }, {})

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mlffbench import __version__, runs
+from mlffbench import __version__, run_records, runs
 from mlffbench.errors import ConfigError, RunError
 from mlffbench.runtime import allocator
 from mlffbench.training.config import TrainConfig, from_dict
@@ -100,23 +100,51 @@ def run_split(ds, card, train_config: TrainConfig):
     return make_split(ds, policy=policy, fractions=fractions, seed=train_config.split_seed, holdout=holdout, test_origins=test_origins)
 
 
-def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOptions, run_dir: Path, resume: bool) -> Prepared:
-    from mlffbench.datasets.loading import load_dataset
+def stress_use(ds, card, train_config: TrainConfig) -> tuple[bool, str]:
+    """(whether stress is trained on / reported, a warning or ""): stress counts for the
+    periodic configurations (cell volume > 0) of a dataset with stress in a declared unit.
+
+    ``stress_weight`` > 0 on data without such stress raises a one-line error; stress in an
+    undeclared unit that is not trained is left out of the metrics, with a warning.
+    """
+    from mlffbench.datasets.loading import require_stress_units, stress_declared
+    from mlffbench.graph.batching import stress_counts
+
+    periodic = ds.stress is not None and bool(stress_counts(ds.cell).any())
+    if train_config.stress_weight > 0:
+        if not periodic:
+            what = "no stress" if ds.stress is None else "stress but no periodic configuration (cell volume > 0)"
+            raise ConfigError(f"stress_weight={train_config.stress_weight:g}: dataset '{card.name}' has {what} to train on")
+        require_stress_units(card)
+        return True, ""
+    if periodic and not stress_declared(card):
+        return False, f"dataset '{card.name}' holds stress in an undeclared unit: stress metrics are left out (declare --unit stress=...)"
+    return periodic, ""
+
+
+def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOptions, run_dir, resume: bool) -> Prepared:
+    """``run_dir``: the run's directory, or (a new run) a function that creates it — called only
+    once the data, the split and the model are valid, so a run that never starts leaves nothing."""
+    from mlffbench.datasets.loading import limit_configs, load_dataset
     from mlffbench.splits import Split
 
     ds = load_dataset(card, data_dir=options.data_dir, download=options.download)
-    if train_config.max_configs:
-        ds = ds.select(np.arange(min(train_config.max_configs, ds.n_configs)))
-    split_path = run_dir / runs.SPLIT
+    ds = limit_configs(ds, card, train_config.max_configs)
+    stress_use(ds, card, train_config)  # -t stress_weight on data without (declared) stress stops here
     if resume:
+        split_path = run_dir / runs.SPLIT
         split = Split.load(split_path)
         if split.dataset_fingerprint != ds.fingerprint():
             raise RunError(f"dataset '{card.name}' changed since the run started (fingerprint differs from {split_path})")
     else:
         split = run_split(ds, card, train_config)
-        split.save(split_path)
     prepared = assemble(spec, card, ds, split, model_config, train_config)
+    if callable(run_dir):
+        run_dir = run_dir()
+    if not resume:
+        split.save(run_dir / runs.SPLIT)
     runs.write_json(run_dir / runs.STATS, prepared.stats.to_dict())
+    prepared.run_dir = run_dir
     return prepared
 
 
@@ -139,6 +167,7 @@ def assemble(spec, card, ds, split, model_config, train_config: TrainConfig) -> 
 
 def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[str, Any]]:
     """Train (or, with ``epochs=0``, only evaluate) a model and write the run record."""
+    from mlffbench.datasets.user import card_of_run, card_params, resolve_card
     from mlffbench.plugins import get_plugins
     from mlffbench.training.callbacks import RichProgress
     from mlffbench.training.loop import evaluate, fit
@@ -148,22 +177,27 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     if options.resume:
         run_dir = runs.existing_run_dir(options.resume)
         saved = runs.read_json(run_dir / runs.CONFIG)
-        spec, card = registry.model(saved["model"]), registry.dataset(saved["dataset"])
+        spec, card = registry.model(saved["model"]), card_of_run(saved)
         train_values = {**saved["train"], **{k: v for k, v in options.train_params.items() if k == "epochs"}}
         model_config = from_dict(spec.config_class, saved["model_config"], f"{spec.name} model")
         train_config = from_dict(TrainConfig, train_values, "training")
         options.init_from = Path(saved["init_from"]) if saved.get("init_from") else None
         options.data_dir = options.data_dir or (Path(saved["data_dir"]) if saved.get("data_dir") else None)
         mlflow_run_id = saved.get("mlflow_run_id")
-        tracking_uri = options.tracking_uri or saved.get("tracking_uri")
+        # --no-tracking and --tracking-uri are honoured on resume; else the run's own store
+        tracking_uri = (options.tracking_uri or saved.get("tracking_uri")) if options.tracking else None
         tracking = bool(tracking_uri)
+        identity, copied_from = run_records.resumed_identity(run_dir, saved)
+        if tracking_uri != saved.get("tracking_uri") or identity["run_uuid"] != saved.get("run_uuid"):
+            mlflow_run_id = None  # another store, or a copy/move: a new MLflow run, never another directory's
     else:
-        spec, card = registry.model(options.model), registry.dataset(options.dataset)
+        spec, card = registry.model(options.model), resolve_card(options.dataset)
         model_config, train_config = resolve_configs(
             spec, card, options.model_params, options.train_params, from_weights=options.init_from is not None
         )
-        run_dir = runs.new_run_dir(options.runs_dir, spec.name, card.name)
+        run_dir = lambda: runs.new_run_dir(options.runs_dir, spec.name, card.name)  # noqa: E731 (made by prepare)
         mlflow_run_id = None
+        identity, copied_from = None, None
         tracking = options.tracking
         from mlffbench.tracking import default_tracking_uri
 
@@ -172,12 +206,16 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
         raise ConfigError(f"model '{spec.name}' cannot import weights (--init-from)")
 
     prepared = prepare(spec, card, model_config, train_config, options, run_dir, resume=bool(options.resume))
+    run_dir = prepared.run_dir
+    identity = identity or run_records.new_identity(run_dir)
     backend, batcher, split, ds = prepared.backend, prepared.batcher, prepared.split, prepared.dataset
     warnings = [
         f"the {part} part has elements absent from the training part ({', '.join(symbols)}): "
         "predictions for them are not learned"
         for part, symbols in split.unseen_elements(ds).items()
     ]
+    has_stress, stress_warning = stress_use(ds, card, train_config)
+    warnings += [stress_warning] if stress_warning else []
     for warning in warnings:
         if console is not None:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -187,39 +225,129 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     if tracking:
         from mlffbench.tracking import MlflowTracker
 
+        resumed_from = (saved.get("mlflow_run_id") or "") if options.resume else ""
+        if mlflow_run_id and not MlflowTracker.owned(tracking_uri, mlflow_run_id, identity):
+            mlflow_run_id = None  # the MLflow run belongs to another directory (e.g. the original of a copy)
+        tags = {**options.mlflow_tags, **run_records.identity_tags(identity)}
+        if resumed_from and not mlflow_run_id:
+            tags[run_records.RESUMED_FROM_TAG] = resumed_from
         tracker = MlflowTracker(
             tracking_uri, options.runs_dir if not options.resume else run_dir.parent, run_dir.name, run_id=mlflow_run_id,
-            parent_run_id=options.mlflow_parent_run_id, tags=options.mlflow_tags,
+            parent_run_id=options.mlflow_parent_run_id, tags=tags,
         )
     config_record = {
         "model": spec.name,
         "dataset": card.name,
+        "dataset_card": card.to_dict(),
         "model_config": dataclasses.asdict(model_config),
         "train": train_config.to_dict(),
         "init_from": str(Path(options.init_from).resolve()) if options.init_from else None,
         "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None,
         "tracking_uri": tracking_uri,
         "mlflow_run_id": tracker.run_id if tracker else None,
+        **identity,
+        "copied_from": copied_from,
         "mlffbench": __version__,
     }
     runs.write_json(run_dir / runs.CONFIG, config_record)
+    run_records.write_status(run_dir, "running")
     if tracker:
-        tracker.log_params({"model": spec.name, "dataset": card.name, "model_config": config_record["model_config"], "train": config_record["train"]})
+        tracker.log_params({"model": spec.name, "dataset": card.name, "model_config": config_record["model_config"], "train": config_record["train"],
+                            "dataset_card": card_params(card)})
 
     callbacks = [c for c in (tracker,) if c is not None] + list(options.callbacks)
     if options.progress:
         callbacks.append(RichProgress(console=console, description=f"{spec.name} on {card.name}"))
     has_energy, has_forces = ds.energy is not None, ds.forces is not None
     try:
+        if tracker and options.resume:
+            tracker.backfill(run_dir / runs.CHECKPOINTS)
         result = fit(
             backend, batcher, split, train_config, run_dir / runs.CHECKPOINTS, has_energy, has_forces,
-            callbacks=callbacks, resume=bool(options.resume), initial_params=initial,
+            callbacks=callbacks, resume=bool(options.resume), initial_params=initial, has_stress=has_stress,
         )
-    except BaseException:
+        runs.write_json(run_dir / runs.HISTORY, result.loop.history)
+        energies = fit_offsets_after_training(prepared, result, run_dir, has_energy)
+        metrics = _evaluate_and_record(options, spec, card, ds, split, backend, batcher, result, train_config, run_dir, warnings,
+                                       has_energy, has_forces, has_stress=has_stress, energies=energies)
+        run_records.write_status(run_dir, "finished")
         if tracker:
-            tracker.abort()
+            tracker.finish(run_dir, metrics)
+    except BaseException as exc:
+        _record_ending(run_dir, tracker, exc)
         raise
-    runs.write_json(run_dir / runs.HISTORY, result.loop.history)
+    plugins.manager.hook.mlffbench_run_finished(run_dir=run_dir, metrics=metrics)
+    return run_dir, metrics
+
+
+def _record_ending(run_dir: Path, tracker, exc: BaseException) -> None:
+    """An interrupted (SIGINT/SIGTERM: KILLED) or failed (FAILED, with the one-line reason) run."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    reason = ("terminated (SIGTERM)" if isinstance(exc, run_records.Terminated) else "interrupted (SIGINT)") if interrupted \
+        else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:500]
+    try:
+        run_records.write_status(run_dir, "interrupted" if interrupted else "failed", reason)
+    except OSError:
+        pass  # a full or read-only disk: the stale "running" record says the process is gone
+    if tracker:
+        tracker.abort("KILLED" if interrupted else "FAILED", reason)
+
+
+def fit_offsets_after_training(prepared: Prepared, result, run_dir: Path, has_energy: bool) -> dict[str, Any]:
+    """Per-species energy offsets of a model whose energies were not trained (energy weight 0).
+
+    The energy zero of a force-only (or force-and-stress) model is free. The offsets δ
+    (eV per atom of each species) minimise Σ (E_ref − E_model − counts·δ)² over the training
+    part (least squares, minimum norm where compositions are rank-deficient: species absent
+    from the training part get 0). They are added to the model's reference energies (so every
+    later prediction includes them; forces and stress do not change) and written to
+    ``stats.json`` (``energy_offsets``), from which every restored model applies them.
+    Returns the ``energies`` record of ``metrics.json``.
+    """
+    from mlffbench import elements
+    from mlffbench.stats import composition_counts
+
+    config = prepared.train_config
+    if not has_energy:
+        return {"energies": None}
+    if config.energy_weight > 0:
+        return {"energies": "trained"}
+    if result.loop.epoch == 0:
+        return {"energies": "as-loaded"}  # evaluated without training: the model's energies as they are
+    ds, species = prepared.dataset, prepared.stats.species
+    train_idx = np.asarray(prepared.split.train)
+    predicted, reference, configs = [], [], []
+    for batch in prepared.batcher.batches(train_idx, batch_size=config.eval_batch_size):
+        energy, _ = prepared.backend.predict(result.best_state, batch)
+        graphs = np.asarray(batch.graph_mask)
+        predicted.append(np.asarray(energy)[graphs])
+        reference.append(batch.energy[graphs])
+        configs.append(batch.config_index[graphs])
+    idx = np.concatenate(configs)
+    residual = np.concatenate(reference) - np.concatenate(predicted)
+    counts = composition_counts(ds, idx, species)
+    offsets, *_ = np.linalg.lstsq(counts, residual, rcond=None)
+    if not np.all(np.isfinite(offsets)):
+        raise RunError("energy offsets after force-only training are not finite (the model's energies diverged)")
+    n_atoms = counts.sum(axis=1)
+    before = float(np.mean(np.abs(residual) / n_atoms))
+    after = float(np.mean(np.abs(residual - counts @ offsets) / n_atoms))
+    prepared.backend.add_energy_offsets(offsets)
+    stats = dataclasses.replace(prepared.stats, energy_offsets=tuple(float(v) for v in offsets))
+    prepared.stats = stats
+    runs.write_json(run_dir / runs.STATS, stats.to_dict())
+    return {
+        "energies": "offset-fitted",
+        "energy_offsets": {elements.symbol(z): float(v) for z, v in zip(species, offsets, strict=True)},
+        "offset_fit": {"train_energy_mae_per_atom_before": before, "train_energy_mae_per_atom_after": after},
+    }
+
+
+def _evaluate_and_record(options, spec, card, ds, split, backend, batcher, result, train_config, run_dir, warnings,
+                         has_energy, has_forces, has_stress: bool = False, energies: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluation of the best state on the held-out parts, written to ``metrics.json``."""
+    from mlffbench.training.loop import evaluate
+    from mlffbench.training.metrics import GPA
 
     parts = {"all": np.arange(ds.n_configs)} if options.evaluate_split == "all" else {}
     if options.evaluate_split in ("val", "test"):
@@ -229,7 +357,11 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     metrics: dict[str, Any] = {}
     for name, idx in parts.items():
         if len(idx):
-            metrics[name] = evaluate(backend, result.best_state, batcher, idx, has_energy, has_forces, train_config.eval_batch_size).result()
+            metrics[name] = evaluate(backend, result.best_state, batcher, idx, has_energy, has_forces, train_config.eval_batch_size,
+                                     has_stress=has_stress).result()
+            for key in ("stress_mae", "stress_rmse"):  # also in GPa (MLflow shows the parts' metrics)
+                if key in metrics[name]:
+                    metrics[name][f"{key}_gpa"] = GPA * metrics[name][key]
     loop = result.loop
     env = backend.environment()
     test_idx = parts.get("test", next(iter(parts.values())))
@@ -249,6 +381,8 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
             "stopped": loop.stopped,
             "n_params": backend.n_params(result.best_state),
             "zero_force_mae": _zero_force_mae(ds, test_idx) if has_forces else None,
+            "constant_stress_mae": _constant_stress_mae(ds, split.train, test_idx) if has_stress else None,
+            **(energies or {}),
             "device": env.get("device", ""),
             "host_allocator": allocator(),
             "versions": _versions(env),
@@ -257,10 +391,20 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
         }
     )
     runs.write_json(run_dir / runs.METRICS, metrics)
-    if tracker:
-        tracker.finish(run_dir, metrics)
-    plugins.manager.hook.mlffbench_run_finished(run_dir=run_dir, metrics=metrics)
-    return run_dir, metrics
+    return metrics
+
+
+def _constant_stress_mae(ds, train_idx, indices) -> float | None:
+    """Stress MAE (eV/Å³) on ``indices`` of predicting the mean stress of the periodic training configurations."""
+    from mlffbench.graph.batching import stress_counts
+    from mlffbench.training.metrics import constant_stress_baseline
+
+    train_idx, indices = np.asarray(train_idx, np.int64), np.asarray(indices, np.int64)
+    train_idx = train_idx[stress_counts(ds.cell[train_idx])]
+    indices = indices[stress_counts(ds.cell[indices])]
+    if not train_idx.size or not indices.size:
+        return None
+    return constant_stress_baseline(ds.stress[train_idx], ds.stress[indices])
 
 
 def _zero_force_mae(ds, indices) -> float:

@@ -73,9 +73,36 @@ class DatasetCard:
     split: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""  # where the card was defined (plugin or file)
+    root: str = ""  # folder the file paths are relative to (a user's card); "" = the data directory
 
     def replace(self, **changes: Any) -> DatasetCard:
         return dataclasses.replace(self, **changes)
+
+    def to_dict(self, record: bool = True) -> dict[str, Any]:
+        """The card as a TOML-like table (``[units]``, ``[[files]]``, ...); ``record`` adds
+        ``root`` and ``source`` so that :meth:`from_dict` gives the same card back (run records)."""
+        out: dict[str, Any] = {"name": self.name, "format": self.format}
+        for key in ("description", "license", "citation", "family"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        out["units"] = dict(self.units)
+        if self.options:
+            out["options"] = dict(self.options)
+        if self.split:
+            out["split"] = dict(self.split)
+        out["files"] = [
+            {k: v for k, v in dataclasses.asdict(f).items() if v or k in ("path", "sha256")} for f in self.files
+        ]
+        if record:
+            out["root"], out["source"] = self.root, self.source
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "<recorded card>") -> DatasetCard:
+        """A card from :meth:`to_dict`'s table, validated like a card file."""
+        from mlffbench.datasets.cards import card_from_dict
+
+        return card_from_dict(dict(raw), source)
 
 
 @dataclass(frozen=True)

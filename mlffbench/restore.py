@@ -180,6 +180,9 @@ def load_run(run_dir: Path, checkpoint: str = "best", dtype: str | None = None, 
     if path.is_file():
         _, blob = ckpt.load(path)
         model = restore_state(model, blob)
+    if stats.energy_offsets:  # fitted after force-only training (mlffbench.experiment.fit_offsets_after_training)
+        with precision_scope(spec.backend, train_config.dtype):
+            model.backend.add_energy_offsets(np.asarray(stats.energy_offsets))
     return model
 
 
@@ -187,14 +190,14 @@ def _first_training_batch(run_dir, saved, spec, model_config, train_config, stat
     """The batch the training loop initialised the model on (it set the output scale)."""
     from mlffbench.datasets.loading import load_dataset
     from mlffbench.graph.batching import GraphBatcher
+    from mlffbench.datasets.loading import limit_configs
+    from mlffbench.datasets.user import card_of_run
     from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.plugins import get_registry
     from mlffbench.splits import Split
 
-    card = get_registry().dataset(saved["dataset"])
+    card = card_of_run(saved)
     ds = load_dataset(card, data_dir=saved.get("data_dir"), download=False)
-    if train_config.max_configs:
-        ds = ds.select(np.arange(min(train_config.max_configs, ds.n_configs)))
+    ds = limit_configs(ds, card, train_config.max_configs)
     split = Split.load(run_dir / runs.SPLIT)
     neighbors = compute_neighbors(ds, spec.cutoff(model_config))
     batcher = GraphBatcher(ds, neighbors, stats.species, train_config.batch_size)

@@ -31,6 +31,9 @@ class DatasetStats:
     max_atoms               largest configuration (atoms)
     cutoff                  Å, of the neighbour table (0.0 without one)
     n_configs               configurations the statistics were taken over
+    energy_offsets          eV per atom of each species, fitted after training when the
+                            energies were not trained (empty: none); every restored
+                            model adds them to its reference energies
     ======================  ==========================================================
     """
 
@@ -43,12 +46,14 @@ class DatasetStats:
     max_atoms: int
     cutoff: float = 0.0
     n_configs: int = 0
+    energy_offsets: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
         out = dataclasses.asdict(self)
         out["species"] = list(self.species)
         out["reference_energies"] = list(self.reference_energies)
+        out["energy_offsets"] = list(self.energy_offsets)
         return out
 
     @classmethod
@@ -72,9 +77,13 @@ class DatasetStats:
                 max_atoms=int(data["max_atoms"]),
                 cutoff=float(data.get("cutoff", 0.0)),
                 n_configs=int(data.get("n_configs", 0)),
+                energy_offsets=tuple(float(e) for e in data.get("energy_offsets", ())),
             )
         except (TypeError, ValueError) as err:
             raise DataError(f"dataset statistics: malformed value ({err})") from None
+        if stats.energy_offsets and (len(stats.energy_offsets) != len(stats.species)
+                                     or not all(math.isfinite(e) for e in stats.energy_offsets)):
+            raise DataError(f"dataset statistics: energy_offsets must hold {len(stats.species)} finite values")
         if len(stats.reference_energies) != len(stats.species):
             raise DataError(
                 f"dataset statistics: {len(stats.reference_energies)} reference energies "

@@ -8,17 +8,18 @@ points at a tracking server shared by a team instead.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from mlffbench import settings
 from mlffbench.training.callbacks import Callback
 
 EXPERIMENT = "mlffbench"
 
 
 def default_tracking_uri(runs_dir: Path) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
+    """The configured tracking URI (:mod:`mlffbench.settings`), else an SQLite store in ``runs_dir``."""
+    return settings.get("tracking_uri") or f"sqlite:///{Path(runs_dir).resolve() / 'mlflow.db'}"
 
 
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +78,30 @@ class MlflowTracker(Callback):
         )
         self.run_id = self.run.info.run_id
 
+    @staticmethod
+    def owned(tracking_uri: str, run_id: str, identity: dict[str, str]) -> bool:
+        """Whether the MLflow run ``run_id`` carries this run directory's identity tags."""
+        import mlflow
+
+        from mlffbench.run_records import owns
+
+        return owns(mlflow.MlflowClient(tracking_uri), run_id, identity)
+
+    def backfill(self, checkpoint_dir: Path) -> None:
+        """On resume: log the checkpoint's epochs this MLflow run lacks (a run killed between
+        its checkpoint and its metrics, or a new MLflow run continuing a copy), each step once."""
+        from mlffbench.training import checkpoint
+
+        last = Path(checkpoint_dir) / "last.ckpt"
+        if not last.is_file():
+            return
+        loop, _ = checkpoint.load(last)
+        client = self.mlflow.MlflowClient()
+        logged = {m.step for m in client.get_metric_history(self.run_id, "train_loss")}
+        for record in loop.get("history", []):
+            if record["epoch"] not in logged:
+                self.on_epoch_end(record["epoch"] - 1, record)
+
     def log_params(self, params: dict[str, Any]) -> None:
         flat = flatten("", params, {})
         existing = self.run.data.params if self.run.data else {}
@@ -100,12 +125,18 @@ class MlflowTracker(Callback):
             if isinstance(metrics.get(k), (int, float)):
                 flat[k] = metrics[k]
         self.mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, (int, float))})
-        self.mlflow.set_tags({"split_fingerprint": metrics.get("split_fingerprint", ""), "run_dir": str(run_dir)})
+        self.mlflow.set_tags({"split_fingerprint": metrics.get("split_fingerprint", ""), "run_dir": str(run_dir),
+                               "mlffbench.status": "finished"})
         for path in sorted(Path(run_dir).rglob("*")):
             if path.is_file() and not path.name.startswith("."):
                 rel = path.parent.relative_to(run_dir)
                 self.mlflow.log_artifact(str(path), artifact_path=None if str(rel) == "." else str(rel))
         self.mlflow.end_run()
 
-    def abort(self) -> None:
-        self.mlflow.end_run(status="KILLED")
+    def abort(self, status: str = "KILLED", reason: str = "") -> None:
+        """End the MLflow run as KILLED (interrupted) or FAILED, with the reason as a tag."""
+        try:
+            self.mlflow.set_tags({"mlffbench.status": "interrupted" if status == "KILLED" else "failed",
+                                  "mlffbench.reason": reason[:5000]})
+        finally:
+            self.mlflow.end_run(status=status)

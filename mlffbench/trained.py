@@ -38,11 +38,12 @@ def load_data(card, data_dir: Path | None, max_configs: int = 0, download: bool 
     """The dataset of ``card`` (first ``max_configs`` configurations when > 0), kept in memory."""
     from mlffbench.datasets.loading import load_dataset
 
-    key = (card.name, str(data_dir or ""), int(max_configs or 0))
+    from mlffbench.datasets.loading import limit_configs
+
+    key = (card.name, repr(card.to_dict()), str(data_dir or ""), int(max_configs or 0))
     if key not in _DATASETS:
         ds = load_dataset(card, data_dir=data_dir, download=download)
-        if max_configs:
-            ds = ds.select(np.arange(min(max_configs, ds.n_configs)))
+        ds = limit_configs(ds, card, max_configs)
         _DATASETS[key] = ds
     return _DATASETS[key]
 
@@ -78,7 +79,9 @@ def fresh_model(
     from mlffbench.plugins import get_registry
 
     registry = get_registry()
-    spec, card = registry.model(model), registry.dataset(dataset)
+    from mlffbench.datasets.user import resolve_card
+
+    spec, card = registry.model(model), resolve_card(dataset)
     model_config, train_config = resolve_configs(spec, card, model_params or {}, train_params or {}, from_weights=init_from is not None)
     ds = load_data(card, data_dir, train_config.max_configs, download=download)
     split = run_split(ds, card, train_config)
@@ -99,7 +102,6 @@ def from_run(run_dir: Path, data_dir: Path | None = None, download: bool = True)
     from mlffbench.graph.batching import GraphBatcher
     from mlffbench.graph.neighbors import compute_neighbors
     from mlffbench.datasets.loading import default_cache_dir
-    from mlffbench.plugins import get_registry
     from mlffbench.restore import load_run
     from mlffbench.splits import Split
     from mlffbench.stats import compute_stats
@@ -107,7 +109,9 @@ def from_run(run_dir: Path, data_dir: Path | None = None, download: bool = True)
     run_dir = runs.existing_run_dir(Path(run_dir))
     model = load_run(run_dir)
     saved = runs.read_json(run_dir / runs.CONFIG)
-    spec, card = model.spec, get_registry().dataset(saved["dataset"])
+    from mlffbench.datasets.user import card_of_run
+
+    spec, card = model.spec, card_of_run(saved)
     data_dir = data_dir or (Path(saved["data_dir"]) if saved.get("data_dir") else None)
     ds = load_data(card, data_dir, model.train_config.max_configs, download=download)
     split = Split.load(run_dir / runs.SPLIT)
@@ -126,18 +130,28 @@ def from_run(run_dir: Path, data_dir: Path | None = None, download: bool = True)
     return handle
 
 
-def predictions(handle: ModelHandle, indices, batch_size: int | None = None) -> dict[str, np.ndarray]:
+def predictions(handle: ModelHandle, indices, batch_size: int | None = None, stress: bool = False) -> dict[str, np.ndarray]:
     """Energies and forces of ``indices`` predicted by the model, with the references.
 
     Returns ``config`` (C,), ``energy_pred``/``energy_ref`` (C,) eV, ``n_atoms`` (C,),
-    ``force_pred``/``force_ref`` (A, 3) eV/Å and ``atom_config`` (A,) (position in ``config``).
+    ``force_pred``/``force_ref`` (A, 3) eV/Å and ``atom_config`` (A,) (position in ``config``);
+    with ``stress`` also ``stress_pred``/``stress_ref`` (C, 3, 3) eV/Å³ and ``stress_mask`` (C,)
+    (periodic configurations with a reference stress).
     """
     idx = np.asarray(indices, dtype=np.int64)
     size = batch_size or handle.train_config.eval_batch_size
-    out: dict[str, list] = {k: [] for k in ("config", "energy_pred", "energy_ref", "n_atoms", "force_pred", "force_ref", "atom_config")}
+    keys = ("config", "energy_pred", "energy_ref", "n_atoms", "force_pred", "force_ref", "atom_config")
+    out: dict[str, list] = {k: [] for k in keys + (("stress_pred", "stress_ref", "stress_mask") if stress else ())}
     done = 0
     for batch in handle.batcher.batches(idx, batch_size=size):
-        energy, forces = handle.backend.predict(handle.state, batch)
+        if stress:
+            energy, forces, sigma = handle.backend.predict_with_stress(handle.state, batch)
+            graphs = np.asarray(batch.graph_mask)
+            out["stress_pred"].append(sigma[graphs])
+            out["stress_ref"].append(batch.stress[graphs])
+            out["stress_mask"].append(batch.stress_mask[graphs])
+        else:
+            energy, forces = handle.backend.predict(handle.state, batch)
         graphs, atoms = np.asarray(batch.graph_mask), np.asarray(batch.atom_mask)
         n = int(graphs.sum())
         out["config"].append(batch.config_index[graphs])

@@ -30,9 +30,11 @@ def session_cache_dir(tmp_path_factory) -> Path:
     """Parsed-set and hash caches live in a fresh folder per test session
     (MLFFBENCH_CACHE_DIR), so tests never touch ~/.cache and each set is parsed once."""
     cache = tmp_path_factory.mktemp("mlffbench-cache")
-    old = {k: os.environ.get(k) for k in ("MLFFBENCH_CACHE_DIR", "MLFFBENCH_DATA_DIR")}
+    old = {k: os.environ.get(k) for k in ("MLFFBENCH_CACHE_DIR", "MLFFBENCH_DATA_DIR", "MLFFBENCH_CONFIG")}
     os.environ["MLFFBENCH_CACHE_DIR"] = str(cache)
     os.environ["MLFFBENCH_DATA_DIR"] = str(_data_dir())
+    # no settings file of the person running the tests (mlffbench.settings): a path that does not exist
+    os.environ["MLFFBENCH_CONFIG"] = str(cache / "no-user-settings.toml")
     yield cache
     for key, value in old.items():
         if value is None:

@@ -121,7 +121,7 @@ _FILE = '[[files]]\npath = "a.xyz"\nsha256 = "' + "0" * 64 + '"\n'
     [
         ('format = "extxyz"\n' + _UNITS + _FILE, "missing key 'name'"),
         (_HEAD + _UNITS, "missing key 'files'"),
-        (_HEAD + _UNITS.replace('"eV"', '"Ry"') + _FILE, "key 'units.energy': unknown unit 'Ry'"),
+        (_HEAD + _UNITS.replace('"eV"', '"erg"') + _FILE, "key 'units.energy': unknown energy unit 'erg'"),
         (_HEAD + _UNITS + _FILE.replace("0" * 64, "abc"), "key 'files[0].sha256'"),
         (_HEAD + _UNITS + _FILE + 'role = "val"\n', "key 'files[0].role'"),
         (_HEAD + _UNITS + _FILE + _FILE, "'a.xyz' is listed twice"),

@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 import numpy as np
 
+from mlffbench.cli.dataopts import data_options
+
 
 def _console():
     from rich.console import Console
@@ -34,6 +36,7 @@ def _key_values(items, what):
 @click.option("--only", multiple=True, help="Run only this check (repeatable), e.g. --only forces.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report as JSON.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the dataset files (default: $MLFFBENCH_DATA_DIR).")
+@data_options
 def check(target, init_from, dataset, config_indices, params, dtype, seed, checkpoint, only, json_path, data_dir) -> None:
     """Run the conformance suite on MODEL (or the model of RUN_DIR): invariances, periodic
     images, forces and stress against finite differences, batching, save/load, determinism,
@@ -70,6 +73,12 @@ def _start_configuration(model, dataset, config_index, data_dir):
         from mlffbench.errors import ConfigError
 
         raise ConfigError("the run names no dataset: pass --dataset")
+    record = Path(model.source) / "config.json" if model.source else None
+    if not dataset and record is not None and record.is_file():  # the run's own card (a file's card too)
+        from mlffbench.datasets.user import card_of_run
+        from mlffbench.runs import read_json
+
+        name = card_of_run(read_json(record))
     ((label, config),) = dataset_configurations(name, (config_index,), data_dir or _run_data_dir(model))
     return label, config
 
@@ -109,6 +118,7 @@ def _out_dir(out, run_dir: Path, what: str) -> Path:
 @click.option("--plant", type=click.Choice(["force-sign"]), help="Plant a defect in the model (to see the stability verdict catch it).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/md-TIME).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the dataset files (default: the run's, else $MLFFBENCH_DATA_DIR).")
+@data_options
 def md(run_dir, steps, ensemble, temperature, timestep, thermostat, friction, taut, dataset, config_index, seed,
        traj_interval, dtype, checkpoint, plant, out, data_dir) -> None:
     """Molecular dynamics with the model of RUN_DIR (ASE): trajectory, NVE drift, temperature,
@@ -160,6 +170,7 @@ def md(run_dir, steps, ensemble, temperature, timestep, thermostat, friction, ta
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/scan-TIME).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the dataset files (default: the run's, else $MLFFBENCH_DATA_DIR).")
+@data_options
 def scan(run_dir, dataset, curves, bond, config_index, span, dtype, checkpoint, out, data_dir) -> None:
     """Energy (and force) of the model of RUN_DIR along dissociation curves against the
     reference (MAE of relative energies per curve), or along a stretched bond."""

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from mlffbench import settings
+from mlffbench.cli.dataopts import data_options
 from mlffbench.errors import ConfigError
 
 
@@ -40,7 +42,7 @@ def _console(stderr: bool = False):
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`).")
+@click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).")
 @click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Time the trained model of this run directory instead.")
 @click.option("--param", "-p", "params", multiple=True, help="Model option name=value (repeatable).")
 @click.option("--train", "-t", "train_items", multiple=True, help="Training option name=value (repeatable).")
@@ -56,6 +58,7 @@ def _console(stderr: bool = False):
 @click.option("--sweep", default="1,2,3", show_default=True, help="Supercell sizes n (n×n×n) of the size sweep; 'none' skips it.")
 @click.option("--sweep-repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed calls per supercell size.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the numbers to this JSON file.")
+@data_options
 def bench(model, dataset, run_dir, params, train_items, batch_size, dtype, max_configs, init_from, data_dir, repeats, warmup,
           train_steps, infer_batch, sweep, sweep_repeats, json_path) -> None:
     """Training and inference speed of MODEL: compilation apart, synchronised clocks, median and IQR."""
@@ -65,8 +68,10 @@ def bench(model, dataset, run_dir, params, train_items, batch_size, dtype, max_c
     for key, value in (("batch_size", batch_size), ("dtype", dtype), ("max_configs", max_configs)):
         if value is not None:
             train_params[key] = value
-    if run_dir is None and (model is None or dataset is None):
-        raise ConfigError("bench needs MODEL and --dataset, or --run DIR (see `mlffbench models`, `mlffbench datasets`)")
+    if run_dir is None and model is None:
+        raise ConfigError("bench needs MODEL, or --run DIR (see `mlffbench models`)")
+    if run_dir is None and dataset is None:
+        dataset = settings.get("dataset")
     options = BenchOptions(
         model=model or "", dataset=dataset or "", model_params=_params(params, "--param"), train_params=train_params,
         data_dir=data_dir, init_from=init_from, run_dir=run_dir, repeats=repeats, warmup=warmup, train_steps=train_steps,
@@ -95,8 +100,10 @@ def _model_params(items) -> dict[str, dict]:
 
 @click.command()
 @click.argument("models", nargs=-1)
-@click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`).")
-@click.option("--epochs", type=int, help="Training budget of every model (epochs).")
+@click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).")
+@click.option("--epochs", type=int, help="Training budget of every model in epochs (default: the --budget time instead).")
+@click.option("--budget", "budget_s", type=float,
+              help="Without --epochs: seconds of training steps (compilation and validation excluded) for every model and seed (default: 180).")
 @click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Training seeds 0..N-1 per model (initialisation and batch order; one split).")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the one split all runs share.")
 @click.option("--param", "-p", "params", multiple=True, help="Model option: MODEL:name=value for one model, name=value for all (repeatable).")
@@ -109,12 +116,13 @@ def _model_params(items) -> dict[str, dict]:
 @click.option("--train-steps", type=click.IntRange(1), default=2, show_default=True, help="Optimizer steps per timed training call.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for the report and plots (default: RUNS_DIR/compare-DATASET-TIME).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Where run directories are found and go.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), help="Where run directories are found and go (default: runs; see `mlffbench config`).")
 @click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir).")
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the numbers to this JSON file.")
-def compare(models, dataset, epochs, seeds, split_seed, params, train_items, max_configs, run_dirs, no_reuse, target, repeats,
+@data_options
+def compare(models, dataset, epochs, budget_s, seeds, split_seed, params, train_items, max_configs, run_dirs, no_reuse, target, repeats,
             train_steps, out_dir, data_dir, runs_dir, tracking_uri, no_tracking, no_progress, json_path) -> None:
     """Train (or reuse) MODELS on one split and compare accuracy and speed side by side."""
     from mlffbench.compare import CompareOptions, compare as run_compare
@@ -133,9 +141,10 @@ def compare(models, dataset, epochs, seeds, split_seed, params, train_items, max
     if target is not None and not target > 0:
         raise ConfigError(f"--target must be a positive force MAE in meV/Å, got {target}")
     options = CompareOptions(
-        models=tuple(models), dataset=dataset or "", epochs=epochs, seeds=seeds, split_seed=split_seed,
+        models=tuple(models), dataset=dataset or (settings.get("dataset") if not run_dirs else ""), epochs=epochs,
+        **({"budget_s": budget_s} if budget_s is not None else {}), seeds=seeds, split_seed=split_seed,
         model_params=_model_params(params), train_params=train_params, run_dirs=tuple(run_dirs), reuse=not no_reuse,
-        runs_dir=runs_dir, data_dir=data_dir, out_dir=out_dir, target_force_mae=target / 1000 if target else None,
+        runs_dir=settings.path("runs_dir", runs_dir), data_dir=data_dir, out_dir=out_dir, target_force_mae=target / 1000 if target else None,
         repeats=repeats, train_steps=train_steps, tracking=not no_tracking, tracking_uri=tracking_uri, progress=not no_progress,
     )
     err = _console(stderr=True)

@@ -47,10 +47,12 @@ def check_model(
         if target not in registry.models and (path.exists() or "/" in target):
             raise ConfigError(f"'{target}' is neither a model name nor a run directory (no config.json)")
         spec = registry.model(target)
-        card = registry.dataset(dataset or DEFAULT_DATASET)
+        from mlffbench.datasets.user import resolve_card
+
+        card = resolve_card(dataset or DEFAULT_DATASET)
         config, _ = resolve_configs(spec, card, dict(model_params or {}), {}, from_weights=init_from is not None)
         config = with_dtype(config, dtype)
-        species = _dataset_species(card.name, data_dir)
+        species = _dataset_species(card, data_dir)
         train = dataclasses.replace(TrainConfig(), dtype=dtype, seed=seed)
         model = build_model(spec, config, species, train_config=train, seed=seed, weights=init_from,
                             source=str(init_from or f"seed {seed}"))
@@ -62,7 +64,7 @@ def check_model(
     return run_suite(subject, configs, dtype=dtype, only=only)
 
 
-def _dataset_species(dataset: str, data_dir) -> tuple[int, ...]:
+def _dataset_species(dataset, data_dir) -> tuple[int, ...]:
     from mlffbench.datasets.loading import load_dataset
 
     ds = load_dataset(dataset, data_dir=data_dir, download=False)

@@ -9,12 +9,13 @@ from mlffbench.predictor import Configuration
 STANDARD = (("EAN[0]", "ean", 0), ("ethanol[0]", "rmd17-ethanol", 0))
 
 
-def dataset_configurations(dataset: str, indices=(0,), data_dir=None, cache_dir=None) -> list[tuple[str, Configuration]]:
-    """Configurations ``indices`` of the dataset ``dataset`` as (label, configuration)."""
+def dataset_configurations(dataset, indices=(0,), data_dir=None, cache_dir=None) -> list[tuple[str, Configuration]]:
+    """Configurations ``indices`` of ``dataset`` (a name, a path or a card) as (label, configuration)."""
     from mlffbench.datasets.loading import load_dataset
     from mlffbench.errors import ConfigError
 
     ds = load_dataset(dataset, data_dir=data_dir, cache_dir=cache_dir, download=False)
+    dataset = getattr(dataset, "name", dataset)
     out = []
     for i in indices:
         if not 0 <= int(i) < ds.n_configs:

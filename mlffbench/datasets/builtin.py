@@ -16,6 +16,7 @@ FORMATS = (
     comp6_hdf5.FORMAT,
     rmd17_npz.FORMAT,
     extxyz.FORMAT,
+    extxyz.ASE_FORMAT,
     deepmd_npy.FORMAT,
 )
 

@@ -25,36 +25,53 @@ FILE_ROLES = ("", "train", "test")
 _REQUIRED = ("name", "format", "units", "files")
 _OPTIONAL_STR = ("description", "license", "citation", "family")
 _KNOWN = set(_REQUIRED) | set(_OPTIONAL_STR) | {"split", "options"}
+_RECORD = {"root", "source"}  # keys of a card recorded in a run (DatasetCard.to_dict), not of a TOML card
+# card options about stress, checked here for every format
+STRESS_OPTIONS = ("stress_sign", "stress_key", "virial_key", "voigt_order")
+VOIGT_ASE = "xx yy zz yz xz xy"
 _FILE_KEYS = {"path", "sha256", "url", "role"}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def load_card(path) -> DatasetCard:
-    """Read and validate one card file (a Path or an importlib.resources Traversable)."""
+def load_card(path, user: bool = False) -> DatasetCard:
+    """Read and validate one card file (a Path or an importlib.resources Traversable).
+
+    ``user``: a card of the user's own (a file given as the dataset, or found in
+    $MLFFBENCH_CARDS / --cards): its file paths are relative to the card's folder (or absolute).
+    """
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"dataset card {source}: cannot be read ({exc})") from None
-    return parse_card(text, source)
+    root = str(Path(str(path)).resolve().parent) if user else ""
+    return parse_card(text, source, root=root)
 
 
-def parse_card(text: str, source: str = "<card>") -> DatasetCard:
+def parse_card(text: str, source: str = "<card>", root: str = "") -> DatasetCard:
     """Validate the TOML text of a card; DataError names the card and the key otherwise."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"dataset card {source}: invalid TOML ({exc})") from None
+    if root:
+        raw = {**raw, "root": root}
     return card_from_dict(raw, source)
 
 
 def card_from_dict(raw: dict[str, Any], source: str = "<card>") -> DatasetCard:
-    """Build a DatasetCard from the parsed TOML table, checking every key."""
+    """Build a DatasetCard from the parsed TOML table (or a recorded card with ``root`` and
+    ``source``, see :meth:`DatasetCard.to_dict`), checking every key."""
 
     def fail(message: str) -> DataError:
         return DataError(f"dataset card {source}: {message}")
 
+    raw = dict(raw)
+    root = raw.pop("root", "") or ""
+    source = raw.pop("source", "") or source
+    if not isinstance(root, str) or not isinstance(source, str):
+        raise fail("keys 'root' and 'source' must be strings")
     for key in _REQUIRED:
         if key not in raw:
             raise fail(f"missing key '{key}'")
@@ -71,11 +88,12 @@ def card_from_dict(raw: dict[str, Any], source: str = "<card>") -> DatasetCard:
         raise fail("key 'format' is empty")
 
     card_units = _check_units(raw["units"], fail)
-    files = _check_files(raw["files"], fail)
+    files = _check_files(raw["files"], fail, user=bool(root))
     split = _check_split(raw.get("split", {}), fail, files)
     options = raw.get("options", {})
     if not isinstance(options, dict):
         raise fail("key 'options' must be a table")
+    _check_stress_options(options, card_units, fail)
 
     return DatasetCard(
         name=name,
@@ -89,6 +107,7 @@ def card_from_dict(raw: dict[str, Any], source: str = "<card>") -> DatasetCard:
         split=split,
         options=options,
         source=source,
+        root=root,
     )
 
 
@@ -98,16 +117,43 @@ def _check_units(table: Any, fail) -> dict[str, str]:
     for key in ("energy", "length"):
         if key not in table:
             raise fail(f"missing key 'units.{key}'")
-    extra = sorted(set(table) - {"energy", "length"})
+    extra = sorted(set(table) - {"energy", "length", "stress"})
     if extra:
-        raise fail(f"unknown key 'units.{extra[0]}' (forces are energy/length, stress energy/length^3)")
-    for key, known in (("energy", units.ENERGY), ("length", units.LENGTH)):
-        if table[key] not in known:
-            raise fail(f"key 'units.{key}': unknown unit '{table[key]}' (known: {', '.join(known)})")
-    return {"energy": table["energy"], "length": table["length"]}
+        raise fail(f"unknown key 'units.{extra[0]}' (energy, length, stress; forces are energy/length)")
+    out = {}
+    for key in ("energy", "length", "stress"):
+        if key in table:
+            try:
+                out[key] = units.canonical(key, table[key])
+            except DataError as exc:
+                raise fail(f"key 'units.{key}': {exc}") from None
+    return out
 
 
-def _check_files(entries: Any, fail) -> tuple[DataFile, ...]:
+def _check_stress_options(options: dict[str, Any], card_units: dict[str, str], fail) -> None:
+    """Stress conventions: sign, the info key of a stress or of a virial, the Voigt order."""
+    for key in STRESS_OPTIONS:
+        if key in options and (not isinstance(options[key], str) or not options[key]):
+            raise fail(f"key 'options.{key}' must be a non-empty string")
+    if "stress_sign" in options and options["stress_sign"] not in units.STRESS_SIGNS:
+        raise fail(f"key 'options.stress_sign': unknown sign '{options['stress_sign']}' "
+                   f"(known: {', '.join(units.STRESS_SIGNS)}; 'vasp' = pressure positive)")
+    if "virial_key" in options:
+        if "stress_key" in options:
+            raise fail("give either options.stress_key or options.virial_key, not both")
+        if "stress" in card_units:
+            raise fail("a virial is in energy units: 'units.stress' does not apply with options.virial_key")
+        if options.get("stress_sign", "ase") != "ase":
+            raise fail("options.stress_sign does not apply to a virial (stress = -virial/volume)")
+    if "voigt_order" in options:
+        pairs = options["voigt_order"].lower().replace(",", " ").split()
+        canonical_pairs = sorted("".join(sorted(p)) for p in pairs)
+        if len(pairs) != 6 or canonical_pairs != sorted("".join(sorted(p)) for p in VOIGT_ASE.split()):
+            raise fail(f"key 'options.voigt_order': '{options['voigt_order']}' must name the six components, "
+                       f"e.g. '{VOIGT_ASE}' (ASE) or 'xx yy zz xy yz zx' (VASP)")
+
+
+def _check_files(entries: Any, fail, user: bool = False) -> tuple[DataFile, ...]:
     if not isinstance(entries, list) or not entries:
         raise fail("key 'files' must be a non-empty array of tables ([[files]])")
     files: list[DataFile] = []
@@ -126,7 +172,9 @@ def _check_files(entries: Any, fail) -> tuple[DataFile, ...]:
             if not isinstance(entry[key], str):
                 raise fail(f"key '{where}.{key}' must be a string")
         path = entry["path"]
-        if not path or path.startswith(("/", "\\")) or ".." in Path(path).parts:
+        if not path:
+            raise fail(f"key '{where}.path' is empty")
+        if not user and (path.startswith(("/", "\\")) or ".." in Path(path).parts):
             raise fail(f"key '{where}.path': '{path}' must be a relative path inside the data directory")
         if path in seen:
             raise fail(f"key '{where}.path': '{path}' is listed twice")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlffbench import units
+from mlffbench import settings, units
 from mlffbench.datasets.fetch import file_sha256, locate_files
 from mlffbench.errors import DataError, PluginError
 from mlffbench.registry import DatasetCard
@@ -31,8 +31,7 @@ from mlffbench.structures import StructureSet
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "mlffbench-datasets-1"
-DATA_DIR_ENV = "MLFFBENCH_DATA_DIR"
+FORMAT_VERSION = "mlffbench-datasets-2"
 CACHE_DIR_ENV = "MLFFBENCH_CACHE_DIR"
 
 
@@ -42,10 +41,9 @@ def _env_path(var: str) -> Path | None:
 
 
 def default_data_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Where original dataset files live: ``explicit`` > $MLFFBENCH_DATA_DIR > ~/.cache/mlffbench/data."""
-    if explicit is not None and str(explicit) != "":
-        return Path(explicit).expanduser()
-    return _env_path(DATA_DIR_ENV) or Path.home() / ".cache" / "mlffbench" / "data"
+    """Where original dataset files live: ``explicit`` > $MLFFBENCH_DATA_DIR > settings files >
+    ~/.cache/mlffbench/data (see :mod:`mlffbench.settings`)."""
+    return settings.path("data_dir", explicit)
 
 
 def default_cache_dir() -> Path:
@@ -54,12 +52,12 @@ def default_cache_dir() -> Path:
 
 
 def resolve_card(name_or_card: str | DatasetCard) -> DatasetCard:
-    """A card object as is; a name looked up in the plugin registry."""
+    """A card object as is; a name or a path as :func:`mlffbench.datasets.user.resolve_card`."""
     if isinstance(name_or_card, DatasetCard):
         return name_or_card
-    from mlffbench.plugins import get_registry
+    from mlffbench.datasets.user import resolve_card as resolve
 
-    return get_registry().dataset(str(name_or_card))
+    return resolve(str(name_or_card))
 
 
 def load_dataset(
@@ -77,7 +75,12 @@ def load_dataset(
     data_dir = default_data_dir(data_dir)
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
-    paths = locate_files(card, data_dir, download, cache_root)
+    if card.root:  # a user's card: its files beside the card (or absolute), never downloaded
+        data_dir = Path(card.root)
+        for entry in card.files:
+            if not (data_dir / entry.path).is_file():
+                raise DataError(f"{data_dir / entry.path}: file not found (listed in dataset card {card.source or card.name})")
+    paths = locate_files(card, data_dir, download and not card.root, cache_root)
     hashes = [file_sha256(p, cache_root) for p in paths]
     provider = plugins.registry.provider.get(("formats", card.format), "")
     versions = {i.name: i.version for i in plugins.info}
@@ -114,13 +117,22 @@ def cache_key(card: DatasetCard, hashes: list[str], format_provider: str = "") -
 
 
 def convert_units(ds: StructureSet, card: DatasetCard) -> StructureSet:
-    """From the card's units to eV, Å, eV/Å, eV/Å³."""
+    """From the card's units to eV, Å, eV/Å, eV/Å³, and stress to ASE's sign.
+
+    Stress is in ``units.stress`` when the card declares it, else in energy/length³ of the card
+    (a virial turned into stress by the adapter; or an undeclared stress, kept as read — see
+    :func:`require_stress_units`); ``options.stress_sign = "vasp"`` flips its sign.
+    """
     energy_unit = card.units.get("energy", "eV")
     length_unit = card.units.get("length", "angstrom")
     e = units.energy_factor(energy_unit)
     length = units.length_factor(length_unit)
     f = units.force_factor(energy_unit, length_unit)
-    s = units.stress_factor(energy_unit, length_unit)
+    if "stress" in card.units:
+        s = units.pressure_factor(card.units["stress"])
+    else:
+        s = units.stress_factor(energy_unit, length_unit)
+    s *= units.stress_sign(card.options.get("stress_sign", "ase"), f"dataset card {card.source or card.name}")
 
     def scale(arr, factor):
         return arr if arr is None or factor == 1.0 else arr * factor
@@ -133,6 +145,34 @@ def convert_units(ds: StructureSet, card: DatasetCard) -> StructureSet:
         forces=scale(ds.forces, f),
         stress=scale(ds.stress, s),
     )
+
+
+def stress_declared(card: DatasetCard) -> bool:
+    """Whether the card says what unit its stress is in (``units.stress``, or a virial in energy units)."""
+    return "stress" in card.units or "virial_key" in card.options
+
+
+def require_stress_units(card: DatasetCard) -> None:
+    """Stop with one line naming the file when stress is to be used but its unit is not declared."""
+    if stress_declared(card):
+        return
+    first = card.files[0].path if card.files else card.name
+    where = str(Path(card.root) / first) if card.root else f"dataset '{card.name}' ({first})"
+    raise DataError(
+        f"{where}: holds stress but declares no stress unit; declare it ('[units] stress = \"GPa\"|\"kbar\"|"
+        f"\"bar\"|\"eV/angstrom^3\"' in the card or --unit stress=..., and --stress-sign vasp if pressure is positive)"
+    )
+
+
+def limit_configs(ds: StructureSet, card: DatasetCard, max_configs: int) -> StructureSet:
+    """The quick-run subset of ``--max-configs N``: the first N configurations; for a dataset
+    with its own train/test files, the first N of each file (so both parts stay)."""
+    if not max_configs or max_configs <= 0:
+        return ds
+    if {"train", "test"} <= {f.role for f in card.files} and ds.origin is not None:
+        keep = np.concatenate([np.flatnonzero(ds.origin == o)[:max_configs] for o in np.unique(ds.origin)])
+        return ds.select(np.sort(keep))
+    return ds.select(np.arange(min(max_configs, ds.n_configs)))
 
 
 def config_roles(ds: StructureSet, card: DatasetCard) -> np.ndarray:
@@ -196,6 +236,9 @@ __all__ = [
     "convert_units",
     "default_cache_dir",
     "default_data_dir",
+    "limit_configs",
     "load_dataset",
+    "require_stress_units",
     "resolve_card",
+    "stress_declared",
 ]

@@ -74,6 +74,9 @@ class GraphBatch:
     forces        (N, 3) f64      eV/Å (0 where missing or padding)
     graph_mask    (G,) bool       True for real graphs
     n_atoms       (G,) int32      real atoms per graph; 1 for padding graphs (safe divisor)
+    stress        (G, 3, 3) f64   reference stress, eV/Å³, ASE sign (0 where missing or padding)
+    stress_mask   (G,) bool       True for real graphs with a reference stress and a periodic
+                                  cell (volume > 0): where a stress loss or error counts
     config_index  (G,) int64      configuration index in the StructureSet; -1 for padding
     numbers       (N,) int32      atomic numbers (0 for padding atoms)
     ============  ==============  ======================================================
@@ -99,6 +102,8 @@ class GraphBatch:
     n_atoms: np.ndarray
     config_index: np.ndarray
     numbers: np.ndarray
+    stress: np.ndarray
+    stress_mask: np.ndarray
 
     @property
     def n_nodes(self) -> int:
@@ -123,10 +128,10 @@ class GraphBatch:
 
 
 def _padded_batch(n: int, e: int, g: int, *, positions, species, numbers, graph_index, forces, senders, receivers,
-                  shifts, cell, energy, n_atoms, config_index) -> GraphBatch:
+                  shifts, cell, energy, n_atoms, config_index, stress=None) -> GraphBatch:
     """A :class:`GraphBatch` of N = n atoms, E = e edges and G = g graphs from the real
-    atoms', edges' and graphs' values (given without padding; ``forces``/``energy`` None
-    where the data has none), padded as the table in :class:`GraphBatch` says."""
+    atoms', edges' and graphs' values (given without padding; ``forces``/``energy``/``stress``
+    None where the data has none), padded as the table in :class:`GraphBatch` says."""
     na, ne, b = len(positions), len(senders), len(cell)
 
     def pad(values, size, fill, dtype, tail=()):
@@ -151,7 +156,15 @@ def _padded_batch(n: int, e: int, g: int, *, positions, species, numbers, graph_
         n_atoms=pad(n_atoms, g, 1, np.int32),
         config_index=pad(config_index, g, -1, np.int64),
         numbers=pad(numbers, n, 0, np.int32),
+        stress=pad(stress, g, 0.0, np.float64, (3, 3)),
+        stress_mask=pad(None if stress is None else stress_counts(cell), g, False, bool),
     )
+
+
+def stress_counts(cell) -> np.ndarray:
+    """Per configuration: whether its stress is defined (a periodic cell of volume > 0)."""
+    cell = np.asarray(cell, np.float64).reshape(-1, 3, 3)
+    return np.abs(np.linalg.det(cell)) > 1e-9
 
 
 def split_batch(batch: GraphBatch, size: int) -> list[GraphBatch]:
@@ -189,6 +202,8 @@ def split_batch(batch: GraphBatch, size: int) -> list[GraphBatch]:
                 energy=batch.energy[graphs],
                 n_atoms=batch.n_atoms[graphs],
                 config_index=batch.config_index[graphs],
+                stress=np.where(batch.stress_mask[graphs, None, None], batch.stress[graphs], 0.0)
+                if batch.stress_mask[graphs].any() else None,
             )
         )
     return parts
@@ -390,4 +405,5 @@ class GraphBatcher:
             energy=None if ds.energy is None else ds.energy[idx],
             n_atoms=na,
             config_index=idx,
+            stress=None if ds.stress is None else ds.stress[idx],
         )

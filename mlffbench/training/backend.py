@@ -42,6 +42,15 @@ class Backend(ABC):
     def predict(self, state: Any, batch) -> tuple[np.ndarray, np.ndarray]:
         """(energy per graph, forces per atom) as numpy arrays (waits for the device)."""
 
+    def predict_with_stress(self, state: Any, batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(energy per graph, forces per atom, stress per graph (G, 3, 3) eV/Å³, ASE sign)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend does not predict stress")
+
+    def add_energy_offsets(self, offsets) -> None:
+        """Add per-species energy offsets (eV, in species-table order) to the model's reference
+        energies, so every later prediction includes them (fitted after force-only training)."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot shift energies")
+
     @abstractmethod
     def state_to_bytes(self, state: Any) -> bytes:
         """Serialise a whole state (parameters and optimizer)."""

@@ -59,9 +59,13 @@ class RichProgress(Callback):
             transient=False,
         )
         self.progress.start()
-        self.task = self.progress.add_task(
-            self.description, total=info["epochs"], completed=info["start_epoch"], status=""
-        )
+        self.by_time = info["epochs"] == 0 and info.get("max_time_s", 0) > 0  # a run bounded by time
+        if self.by_time:
+            total, done, description = round(info["max_time_s"]), 0, f"{self.description} (training s)"
+        else:
+            total, done, description = info["epochs"], info["start_epoch"], self.description
+        self.total, self.trained = total, 0.0
+        self.task = self.progress.add_task(description, total=total, completed=done, status="")
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         val = record.get("val", {})
@@ -71,7 +75,9 @@ class RichProgress(Callback):
         if "energy_mae_per_atom" in val:
             parts.append(f"val E MAE {1000 * val['energy_mae_per_atom']:.2f} meV/atom")
         parts.append(f"{record['train_configs_per_s']:.1f} conf/s")
-        self.progress.update(self.task, completed=epoch + 1, status=" · ".join(parts))
+        done = min(round(self.trained + record["epoch_seconds"]), self.total) if self.by_time else epoch + 1
+        self.trained += record["epoch_seconds"]
+        self.progress.update(self.task, completed=done, status=" · ".join(parts))
 
     def on_train_end(self, summary: dict[str, Any]) -> None:
         if self.progress is not None:

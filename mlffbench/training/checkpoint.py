@@ -19,12 +19,16 @@ def save(path: Path, loop: dict[str, Any], state: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-        z.writestr("loop.json", json.dumps(loop))
-        z.writestr("state.bin", state)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+            z.writestr("loop.json", json.dumps(loop))
+            z.writestr("state.bin", state)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a file-size limit, a read-only folder: the previous checkpoint stays
+        tmp.unlink(missing_ok=True)
+        raise RunError(f"could not write checkpoint '{path}': {exc.strerror or exc}") from None
 
 
 def load(path: Path) -> tuple[dict[str, Any], bytes]:

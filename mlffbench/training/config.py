@@ -18,7 +18,10 @@ class TrainConfig:
     """How to train. Loss semantics follow MODELS.md §2.1: ``log_cosh_p`` is the inverse scale.
 
     The loss of one configuration is ``force_weight · mean over its 3N force components of
-    ℓ(ΔF) + energy_weight · ℓ_E(ΔE / N)``; the batch loss is the mean over configurations.
+    ℓ(ΔF) + energy_weight · ℓ_E(ΔE / N)``
+    (+ ``stress_weight`` · the mean over the 9 stress components of ℓ_E(Δσ · V / N), the virial
+    per atom in eV, for periodic configurations that have a reference stress); the batch loss
+    is the mean over configurations.
     """
 
     epochs: int = 100
@@ -40,12 +43,15 @@ class TrainConfig:
     energy_log_cosh_p: float = 50.0
     force_weight: float = 1.0
     energy_weight: float = 0.0
+    stress_weight: float = 0.0  # > 0 needs a dataset with stress in a declared unit
     seed: int = 0
     # Scale the model's energies at initialisation so that its initial forces have the
     # training set's force RMS (a constant, not trained; off = the model as published).
     calibrate_output: bool = False
     patience: int = 0  # epochs without a better validation error before stopping; 0 = never
-    max_time_s: float = 0.0  # wall-clock budget for training; 0 = none
+    # Budget in seconds of training steps (compilation and validation excluded, as the
+    # recorded train_s), checked before every step; 0 = none. With epochs = 0: train until spent.
+    max_time_s: float = 0.0
     dtype: str = "float32"
     split_policy: str = ""  # empty: the dataset card's default
     split_fractions: tuple[float, ...] = ()  # empty: the dataset card's default
@@ -67,8 +73,9 @@ class TrainConfig:
         need(self.lr_schedule in SCHEDULES, f"unknown lr schedule '{self.lr_schedule}' (known: {', '.join(SCHEDULES)})")
         need(len(self.lr) == 3 and all(v > 0 for v in self.lr), f"lr must be three positive numbers (min, max, final), got {self.lr}")
         need(self.log_cosh_p > 0 and self.energy_log_cosh_p > 0, "log-cosh parameters must be > 0")
-        need(self.force_weight >= 0 and self.energy_weight >= 0, "loss weights must be >= 0")
-        need(self.force_weight + self.energy_weight > 0, "at least one of force_weight and energy_weight must be > 0")
+        need(self.force_weight >= 0 and self.energy_weight >= 0 and self.stress_weight >= 0, "loss weights must be >= 0")
+        need(self.force_weight + self.energy_weight + self.stress_weight > 0,
+             "at least one of force_weight, energy_weight and stress_weight must be > 0")
         need(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got '{self.dtype}'")
         need(self.weight_decay >= 0, "weight_decay must be >= 0")
 

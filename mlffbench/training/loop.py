@@ -49,12 +49,16 @@ class FitResult:
     score_name: str
 
 
-def evaluate(backend, state, batcher, indices, has_energy: bool, has_forces: bool, batch_size: int, keep_forces: bool = False):
-    """Metrics of ``state`` on the configurations ``indices``."""
+def evaluate(backend, state, batcher, indices, has_energy: bool, has_forces: bool, batch_size: int, keep_forces: bool = False,
+             has_stress: bool = False):
+    """Metrics of ``state`` on the configurations ``indices`` (stress errors too with ``has_stress``)."""
     acc = ErrorAccumulator(keep_forces=keep_forces)
     for batch in batcher.batches(np.asarray(indices), batch_size=batch_size):
-        energy, forces = backend.predict(state, batch)
-        acc.add(batch, energy, forces, has_energy, has_forces)
+        if has_stress:
+            energy, forces, stress = backend.predict_with_stress(state, batch)
+        else:
+            (energy, forces), stress = backend.predict(state, batch), None
+        acc.add(batch, energy, forces, has_energy, has_forces, stress=stress)
     return acc
 
 
@@ -69,8 +73,12 @@ def fit(
     callbacks: list[Callback] = (),
     resume: bool = False,
     initial_params: Any = None,
+    has_stress: bool = False,
 ) -> FitResult:
-    """Train; writes ``last.ckpt`` every epoch and ``best.ckpt`` at every improvement."""
+    """Train; writes ``last.ckpt`` every epoch and ``best.ckpt`` at every improvement.
+
+    ``has_stress``: the data has stress in a known unit; validation then reports stress
+    errors when ``config.stress_weight`` > 0."""
     checkpoint_dir = Path(checkpoint_dir)
     train_idx = np.asarray(split.train)
     steps = batcher.n_batches(len(train_idx), config.batch_size, drop_remainder=True)
@@ -80,8 +88,9 @@ def fit(
     state = backend.init(config.seed, example)
     if initial_params is not None:
         state = backend.with_params(state, initial_params)
+    val_stress = has_stress and config.stress_weight > 0
     use_forces = has_forces and config.force_weight > 0
-    score_name = "force_mae" if use_forces else "energy_mae_per_atom"
+    score_name = "force_mae" if use_forces else ("stress_mae" if val_stress and config.energy_weight == 0 else "energy_mae_per_atom")
     loop = LoopState()
     best_state = state
     if resume:
@@ -97,9 +106,14 @@ def fit(
         raise RunError(f"'{checkpoint_dir}' already holds a checkpoint; use --resume to continue it")
 
     for cb in callbacks:
-        cb.on_train_start({"epochs": config.epochs, "start_epoch": loop.epoch, "steps_per_epoch": steps})
+        cb.on_train_start({"epochs": config.epochs, "start_epoch": loop.epoch, "steps_per_epoch": steps, "max_time_s": config.max_time_s})
     wall_start = time.perf_counter() - loop.wall_seconds
-    while loop.epoch < config.epochs and not loop.stopped:
+    # A time budget (max_time_s) counts training seconds, as loop.train_seconds does
+    # (compilation and validation excluded), and is checked before every step. epochs = 0
+    # with a budget: train until it is spent; a whole-run schedule then advances with the
+    # spent fraction of the budget.
+    until_budget = config.epochs == 0 and config.max_time_s > 0
+    while (loop.epoch < config.epochs or until_budget) and not loop.stopped:
         epoch = loop.epoch
         rng = np.random.default_rng([config.seed, epoch])
         losses = []
@@ -108,14 +122,21 @@ def fit(
         lr = 0.0
         eval_seconds = 0.0
         for step, batch in enumerate(batcher.batches(train_idx, rng=rng, batch_size=config.batch_size, drop_remainder=True)):
-            lr = learning_rate(config.lr_schedule, config.lr, epoch, step, steps, config.epochs)
+            spent = None
+            if config.max_time_s:
+                trained = loop.train_seconds + time.perf_counter() - t0 - eval_seconds - (backend.compile_seconds - compiled_before)
+                spent = trained / config.max_time_s
+                if spent >= 1.0 and losses:
+                    break
+            lr = learning_rate(config.lr_schedule, config.lr, epoch, step, steps, config.epochs, progress=spent if until_budget else None)
             state, loss = backend.train_step(state, batch, lr)
             losses.append(loss)
             for cb in callbacks:
                 cb.on_step(epoch, step, steps)
             if step + 1 < steps and any(cb.evaluate_at(epoch, step + 1, steps) for cb in callbacks):
                 t_eval, compiled_eval = time.perf_counter(), backend.compile_seconds
-                mid = evaluate(backend, state, batcher, split.val, has_energy, has_forces, config.eval_batch_size).result()
+                mid = evaluate(backend, state, batcher, split.val, has_energy, has_forces, config.eval_batch_size,
+                               has_stress=val_stress).result()
                 # evaluation time (its compilation included) is not training time
                 eval_seconds += time.perf_counter() - t_eval
                 compiled_before += backend.compile_seconds - compiled_eval
@@ -127,7 +148,7 @@ def fit(
         n_configs = len(losses) * config.batch_size
         loop.train_seconds += epoch_seconds
         loop.train_configs += n_configs
-        val = evaluate(backend, state, batcher, split.val, has_energy, has_forces, config.eval_batch_size).result()
+        val = evaluate(backend, state, batcher, split.val, has_energy, has_forces, config.eval_batch_size, has_stress=val_stress).result()
         loop.wall_seconds = time.perf_counter() - wall_start
         train_loss = float(np.mean(loss_values))
         record = {
@@ -153,7 +174,7 @@ def fit(
             loop.bad_epochs += 1
             if config.patience and loop.bad_epochs >= config.patience:
                 loop.stopped = loop.stopped or f"early stop: no better validation {score_name} for {config.patience} epochs"
-        if not loop.stopped and config.max_time_s and loop.wall_seconds >= config.max_time_s and loop.epoch < config.epochs:
+        if not loop.stopped and config.max_time_s and loop.train_seconds >= config.max_time_s and (loop.epoch < config.epochs or until_budget):
             loop.stopped = f"time budget of {config.max_time_s:g} s reached"
         checkpoint.save(checkpoint_dir / LAST, loop.to_dict(), backend.state_to_bytes(state))
         stop = _notify(callbacks, "on_epoch_end", epoch, record)

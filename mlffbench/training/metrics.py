@@ -6,22 +6,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mlffbench.units import STRESS
+
+GPA = 1.0 / STRESS["GPa"]  # GPa per eV/Å³ (tables and MLflow show stress errors in GPa)
+
 
 @dataclass
 class ErrorAccumulator:
     """Collects predictions batch by batch; ``result()`` gives the metrics dict.
 
     energy_*_per_atom: |ΔE|/N per configuration, averaged over configurations (eV/atom);
-    force_*: over all force components of all real atoms (eV/Å).
+    force_*: over all force components of all real atoms (eV/Å);
+    stress_*: over the 9 components of the stress of every periodic configuration with a
+    reference stress (``batch.stress_mask``), eV/Å³.
     """
 
     de_per_atom: list[np.ndarray] = field(default_factory=list)
     df: list[np.ndarray] = field(default_factory=list)
     pred_forces: list[np.ndarray] = field(default_factory=list)
     ref_forces: list[np.ndarray] = field(default_factory=list)
+    ds: list[np.ndarray] = field(default_factory=list)
     keep_forces: bool = False
 
-    def add(self, batch, energy: np.ndarray, forces: np.ndarray | None, has_energy: bool, has_forces: bool) -> None:
+    def add(self, batch, energy: np.ndarray, forces: np.ndarray | None, has_energy: bool, has_forces: bool,
+            stress: np.ndarray | None = None) -> None:
+        """One batch's predictions; ``stress`` (G, 3, 3) eV/Å³ where stress errors are wanted."""
         graphs = np.asarray(batch.graph_mask)
         if has_energy:
             de = (np.asarray(energy)[graphs] - batch.energy[graphs]) / batch.n_atoms[graphs]
@@ -33,6 +42,9 @@ class ErrorAccumulator:
             if self.keep_forces:
                 self.pred_forces.append(pf)
                 self.ref_forces.append(rf)
+        if stress is not None:
+            mask = np.asarray(batch.stress_mask) & np.asarray(batch.graph_mask)
+            self.ds.append((np.asarray(stress)[mask] - batch.stress[mask]).reshape(-1))
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -44,7 +56,18 @@ class ErrorAccumulator:
             df = np.concatenate(self.df)
             out["force_mae"] = float(np.mean(np.abs(df)))
             out["force_rmse"] = float(np.sqrt(np.mean(df**2)))
+        ds = np.concatenate(self.ds) if self.ds else np.zeros(0)
+        if ds.size:
+            out["stress_mae"] = float(np.mean(np.abs(ds)))
+            out["stress_rmse"] = float(np.sqrt(np.mean(ds**2)))
         return out
+
+
+def constant_stress_baseline(train_stress: np.ndarray, stress: np.ndarray) -> float:
+    """Stress MAE (eV/Å³, over the 9 components) on ``stress`` (C, 3, 3) of a model that
+    predicts the mean training stress ``train_stress`` (C', 3, 3) for every configuration."""
+    mean = np.asarray(train_stress, np.float64).reshape(-1, 3, 3).mean(axis=0)
+    return float(np.mean(np.abs(np.asarray(stress, np.float64).reshape(-1, 3, 3) - mean)))
 
 
 def zero_force_baseline(forces: np.ndarray) -> float:

@@ -34,13 +34,25 @@ def one_cycle(step: int, n: int, lr_min: float, lr_max: float, lr_fin: float) ->
     return float(values[-1])
 
 
-def learning_rate(kind: str, lr: tuple[float, float, float], epoch: int, step: int, steps_per_epoch: int, epochs: int) -> float:
-    """LR for ``step`` (0-based within the epoch) of ``epoch`` (0-based)."""
+PROGRESS_STEPS = 100_000  # resolution of a whole-run cycle that follows a time budget
+
+
+def learning_rate(
+    kind: str, lr: tuple[float, float, float], epoch: int, step: int, steps_per_epoch: int, epochs: int,
+    progress: float | None = None,
+) -> float:
+    """LR for ``step`` (0-based within the epoch) of ``epoch`` (0-based).
+
+    ``progress`` (0..1): the spent fraction of a time budget, for runs bounded by time rather
+    than epochs; the whole-run ``one-cycle`` then follows it instead of the step count.
+    """
     lr_min, lr_max, lr_fin = lr
     if kind == "constant":
         return float(lr_max)
     if kind == "one-cycle-epoch":
         return one_cycle(step, steps_per_epoch, lr_min, lr_max, lr_fin)
+    if kind == "one-cycle" and progress is not None:
+        return one_cycle(int(min(max(progress, 0.0), 1.0) * PROGRESS_STEPS), PROGRESS_STEPS, lr_min, lr_max, lr_fin)
     if kind == "one-cycle":
         return one_cycle(epoch * steps_per_epoch + step, epochs * steps_per_epoch, lr_min, lr_max, lr_fin)
     raise ConfigError(f"unknown lr schedule '{kind}' (known: constant, one-cycle-epoch, one-cycle)")

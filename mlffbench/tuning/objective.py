@@ -99,6 +99,8 @@ class TrialRunner:
             train["epochs"] = self.settings.epochs
         if self.settings.trial_timeout:
             train["max_time_s"] = self.settings.trial_timeout
+            if self.settings.epochs is None:  # a time budget alone: train until it is spent
+                train["epochs"] = 0
         if self.settings.max_configs:
             train["max_configs"] = self.settings.max_configs
         return model, train
@@ -130,7 +132,7 @@ class TrialRunner:
             val = metrics.get("val", {})
             score = "force_mae" if "force_mae" in val else "energy_mae_per_atom"
             value = val.get(score, math.nan)
-            for key in ("force_mae", "energy_mae_per_atom"):
+            for key in ("force_mae", "energy_mae_per_atom", "stress_mae"):
                 if key in val and math.isfinite(val[key]):
                     trial.set_user_attr(f"val_{key}", val[key])
             trial.set_user_attr("wall_s", metrics.get("wall_s"))
@@ -156,8 +158,9 @@ class TrialRunner:
             trial.set_user_attr(FAIL_REASON, str(exc))
             _tag_trial_run(trial, self.tracking_uri, {"optuna.state": "FAIL", "optuna.reason": str(exc)})
             raise
-        except KeyboardInterrupt:
-            trial.set_user_attr(FAIL_REASON, "interrupted (Ctrl-C)")
+        except KeyboardInterrupt as exc:
+            sigterm = type(exc).__name__ == "Terminated"  # mlffbench.run_records.Terminated
+            trial.set_user_attr(FAIL_REASON, "terminated (SIGTERM)" if sigterm else "interrupted (Ctrl-C)")
             raise
         except Exception as exc:
             trial.set_user_attr(FAIL_REASON, f"{type(exc).__name__}: {exc}"[:2000])

@@ -14,6 +14,12 @@ from typing import Any
 from mlffbench.errors import ConfigError
 
 OBJECTIVES = ("accuracy", "speed")
+# A new study given neither --epochs nor --trial-timeout trains each trial for this many
+# seconds of training steps (compilation and validation excluded). With JAT's compilation
+# and evaluation (~20 s a trial on a 2-core CPU), `tune jat --trials 100` on EAN takes at
+# most about 100 x 40 s (67 min), less with the pruner.
+DEFAULT_TRIAL_BUDGET_S = 20.0
+TRIAL_OVERHEAD_S = 20.0  # compilation and evaluation of a trial, for the estimate said at the start
 PRUNERS = ("median", "hyperband", "none")
 ATTR = "mlffbench"
 

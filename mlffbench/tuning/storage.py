@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from mlffbench import settings
 from mlffbench.errors import ConfigError
 from mlffbench.tuning.settings import ATTR, TuneSettings, merge
 
@@ -23,7 +24,8 @@ DEFAULT_DB = "optuna.db"
 
 
 def default_storage(runs_dir: Path) -> str:
-    return f"sqlite:///{Path(runs_dir).resolve() / DEFAULT_DB}"
+    """The configured Optuna storage (:mod:`mlffbench.settings`), else an SQLite file in ``runs_dir``."""
+    return settings.get("storage") or f"sqlite:///{Path(runs_dir).resolve() / DEFAULT_DB}"
 
 
 @contextmanager

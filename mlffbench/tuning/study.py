@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlffbench.errors import ConfigError
-from mlffbench.tuning.settings import TuneSettings, default_reports_per_epoch, merge
+from mlffbench.tuning.settings import DEFAULT_TRIAL_BUDGET_S, TRIAL_OVERHEAD_S, TuneSettings, default_reports_per_epoch, merge
 
 PARENT_ATTR = "mlflow_parent_run_id"
 DATA_DIR_ATTR = "data_dir"
@@ -92,20 +93,52 @@ def _settings_from(options: TuneOptions, spec) -> tuple[TuneSettings | None, dic
         return None, given
     settings = TuneSettings(
         model=options.model, dataset=options.dataset, objectives=options.objectives or ("accuracy",),
-        epochs=options.epochs, trial_timeout=options.trial_timeout or 0.0, max_configs=options.max_configs or 0,
+        epochs=options.epochs, trial_timeout=_trial_budget(options), max_configs=options.max_configs or 0,
         reports_per_epoch=options.reports_per_epoch or default_reports_per_epoch(options.epochs),
         pruner=options.pruner or "median", fixed_dims=dims, fixed_model=model, fixed_train=train,
     )
     return settings, given
 
 
+def _budget_text(settings: TuneSettings, options: TuneOptions, n_trials: int) -> str:
+    """The per-trial budget and what it means for this worker's trials, said when it starts."""
+    if settings.trial_timeout and settings.epochs is None:
+        default = options.trial_timeout is None and options.epochs is None and options.study is None
+        return (
+            f"budget per trial: {settings.trial_timeout:g} s of training (compilation and validation excluded"
+            + ("; the default, --epochs or --trial-timeout to change" if default else "") + f"); {n_trials} trials "
+            f"take at most about {n_trials * (settings.trial_timeout + TRIAL_OVERHEAD_S) / 60:.0f} min with "
+            f"compilation and evaluation, less with the {settings.pruner} pruner"
+        )
+    limit = f", at most {settings.trial_timeout:g} s" if settings.trial_timeout else ""
+    epochs = f"{settings.epochs} epochs" if settings.epochs is not None else "the model's default epochs"
+    return f"budget per trial: {epochs}{limit}; {n_trials} trials"
+
+
+def _progress_text(progress: dict[str, Any]) -> str:
+    """``k/N trials, elapsed, about T left`` from the mean duration of this worker's trials so far."""
+    done, planned = progress["done"], progress["planned"]
+    elapsed = time.monotonic() - progress["start"]
+    text = f"{done}/{planned} trials, {elapsed / 60:.1f} min"
+    if 0 < done < planned:
+        text += f", about {(planned - done) * elapsed / done / 60:.0f} min left"
+    return text
+
+
+def _trial_budget(options: TuneOptions) -> float:
+    """--trial-timeout; without it and without --epochs, the default time budget per trial."""
+    if options.trial_timeout is not None:
+        return options.trial_timeout
+    return DEFAULT_TRIAL_BUDGET_S if options.epochs is None else 0.0
+
+
 def _validate(runner, card) -> None:
     """The data must load and the fixed values must give valid configs: checked once, before
     any trial runs (configs on the lower end of every free dimension)."""
     from mlffbench.datasets.loading import load_dataset
-    from mlffbench.experiment import resolve_configs
+    from mlffbench.experiment import resolve_configs, stress_use
 
-    load_dataset(card, data_dir=runner.data_dir, download=runner.download)
+    ds = load_dataset(card, data_dir=runner.data_dir, download=runner.download)
 
     def typical(dim):
         return dim.choices[0] if hasattr(dim, "choices") else dim.low
@@ -116,13 +149,15 @@ def _validate(runner, card) -> None:
         model, train = runner.configs(values)
     except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(f"the fixed search-space values do not fit '{runner.spec.name}': {exc}") from None
-    resolve_configs(runner.spec, card, model, train)
+    _, train_config = resolve_configs(runner.spec, card, model, train)
+    stress_use(ds, card, train_config)  # -t stress_weight=... needs stress in a declared unit
 
 
 def tune(options: TuneOptions, log=None) -> dict[str, Any]:
     """Run this worker's trials and return the study summary (see :mod:`mlffbench.tuning.report`)."""
     import optuna
 
+    from mlffbench.datasets.user import resolve_card
     from mlffbench.plugins import get_registry
     from mlffbench.tuning import report
     from mlffbench.tuning.objective import FAIL_REASON, TrialDiverged, TrialRunner
@@ -136,17 +171,16 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
     spec = registry.model(options.model) if options.model else None
     if spec is not None and spec.search_space is None:
         raise ConfigError(f"model '{spec.name}' has no search space (its plugin registers none)")
-    if options.dataset:
-        registry.dataset(options.dataset)
+    dataset_name = resolve_card(options.dataset).name if options.dataset else options.dataset
     new_settings, given = _settings_from(options, spec)
     if options.study is None and new_settings is None:
         raise ConfigError("give MODEL and --dataset to start a study, or --study NAME to resume one")
-    name = options.study or f"{options.model}-{options.dataset}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    name = options.study or f"{options.model}-{dataset_name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     runs_dir = Path(options.runs_dir)
     if new_settings is not None:  # before the study exists: a bad value must not leave a study behind
         probe = TrialRunner(spec=spec, settings=new_settings, study_name=name, runs_dir=runs_dir,
                             data_dir=options.data_dir, download=options.download)
-        _validate(probe, registry.dataset(new_settings.dataset))
+        _validate(probe, resolve_card(new_settings.dataset))
     storage_url = options.storage or default_storage(runs_dir)
     storage = open_storage(storage_url, options.heartbeat)
     sampler = make_sampler(options.sampler, options.seed)
@@ -166,7 +200,7 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
             download=options.download,
         )
         if new_settings is None:
-            _validate(runner, registry.dataset(settings.dataset))
+            _validate(runner, resolve_card(settings.dataset))
         optuna.storages.fail_stale_trials(study)
         stale = [t.number for t in study.get_trials(deepcopy=False) if t.number in before and t.state == optuna.trial.TrialState.FAIL]
     say(f"study '{name}' ({'created' if created else 'joined'}) in {_redact(storage_url)}: "
@@ -183,6 +217,7 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
         runner.tracking_uri, runner.parent_run_id = tracking_uri, parent
 
     errors = {"consecutive": 0}
+    progress = {"done": 0, "start": time.monotonic(), "planned": 0}
 
     def after_trial(study_, trial) -> None:
         _release_memory()
@@ -190,7 +225,9 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
         value = trial.values
         reason = trial.user_attrs.get(FAIL_REASON) or trial.user_attrs.get("pruned_reason", "")
         shown = ", ".join(f"{v:.5g}" for v in value) if value else ""
-        say(f"trial {trial.number}: {state}" + (f" {shown}" if shown else "") + (f" — {reason}" if reason else ""))
+        progress["done"] += 1
+        say(f"trial {trial.number}: {state}" + (f" {shown}" if shown else "") + (f" — {reason}" if reason else "")
+            + f" [{_progress_text(progress)}]")
         if state == "FAIL" and not str(reason).startswith("diverged"):
             errors["consecutive"] += 1
             if errors["consecutive"] >= MAX_CONSECUTIVE_ERRORS:
@@ -206,6 +243,8 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
         done = sum(1 for t in study.get_trials(deepcopy=False, states=states))
         n_trials = max(0, min(n_trials, options.study_trials - done)) if options.trials else max(0, options.study_trials - done)
         callbacks.append(optuna.study.MaxTrialsCallback(options.study_trials, states=states))
+    progress["planned"] = n_trials
+    say(_budget_text(settings, options, n_trials))
     _silence_libraries()
     with quiet_optuna():
         if n_trials:
@@ -219,16 +258,16 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
 
 
 def _data_dir(study, given: Path | None, created: bool) -> Path | None:
-    """``--data-dir``; when left out on resuming, the creator's one if it exists here (and
-    $MLFFBENCH_DATA_DIR is not set)."""
-    import os
+    """``--data-dir``; when left out on resuming, the creator's one if it exists here (and no
+    data folder is configured: $MLFFBENCH_DATA_DIR or a settings file)."""
+    from mlffbench import settings
 
     if given is not None:
         if created:
             study.set_user_attr(DATA_DIR_ATTR, str(Path(given).resolve()))
         return given
     stored = study.user_attrs.get(DATA_DIR_ATTR)
-    if stored and not os.environ.get("MLFFBENCH_DATA_DIR") and Path(stored).is_dir():
+    if stored and settings.effective()["data_dir"].source == "built-in" and Path(stored).is_dir():
         return Path(stored)
     return None
 
@@ -258,8 +297,6 @@ def _silence_libraries() -> None:
 
 def _parent_run(study, name: str, settings: TuneSettings, tracking_uri: str, runs_dir: Path, created: bool) -> str:
     """The study's MLflow run (created by the worker that created the study); trials nest under it."""
-    import time
-
     import mlflow
 
     from mlffbench.tracking import experiment_id_for, flatten

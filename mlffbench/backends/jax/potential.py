@@ -110,6 +110,31 @@ class Potential:
         forces = jnp.where(batch.atom_mask[:, None], -grad, 0.0)
         return energies, forces
 
+    def energy_forces_stress(self, params, batch: Batch):
+        """(energies (G,), forces (N, 3), stress (G, 3, 3)) from one gradient of the energy with
+        respect to positions and a symmetric strain at ε = 0 (stress as in :meth:`stress`)."""
+        n_graphs = batch.cell.shape[0]
+
+        def total(pos, strain):
+            sym = 0.5 * (strain + jnp.swapaxes(strain, 1, 2))
+            deform = jnp.eye(3, dtype=strain.dtype)[None] + sym
+            strained = jnp.einsum("ni,nij->nj", pos, deform[batch.graph_index])
+            cell = jnp.einsum("gki,gij->gkj", batch.cell, deform)
+            energies = self.energy(params, batch, positions=strained, cell=cell)
+            return energies.sum(), energies
+
+        strain0 = jnp.zeros((n_graphs, 3, 3), batch.positions.dtype)
+        (_, energies), (grad, de) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(batch.positions, strain0)
+        forces = jnp.where(batch.atom_mask[:, None], -grad, 0.0)
+        volume = jnp.abs(jnp.linalg.det(batch.cell))
+        safe = jnp.where(volume > 0, volume, 1.0)
+        return energies, forces, jnp.where((volume > 0)[:, None, None], de / safe[:, None, None], 0.0)
+
+    def add_energy_offsets(self, offsets) -> None:
+        """Add per-species energy offsets (eV) to the reference energies (fitted after training;
+        functions compiled before see the old values: compile again)."""
+        self.reference_energies = self.reference_energies + jnp.asarray(offsets, self.reference_energies.dtype)
+
     def stress(self, params, batch: Batch) -> jax.Array:
         """Stress per graph, (G, 3, 3), eV/Å³: (1/V) dE/dε at ε = 0 (zero for free molecules)."""
         n_graphs = batch.cell.shape[0]

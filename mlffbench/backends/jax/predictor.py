@@ -23,9 +23,10 @@ _FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _compiled(potential):
     """The jitted (energy, forces) and (energy, forces, stress) of ``potential``, shared by all
     predictors of that potential object (models with other parameters compile nothing new).
-    The output scale is a constant of the compiled functions, hence part of the key."""
+    The output scale and the reference energies are constants of the compiled functions,
+    hence part of the key."""
     table = _FUNCTIONS.setdefault(potential, {})
-    key = float(potential.output_scale)
+    key = (float(potential.output_scale), np.asarray(potential.reference_energies).tobytes())
     if key not in table:
         table[key] = (
             jax.jit(potential.energy_and_forces),

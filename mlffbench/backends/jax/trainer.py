@@ -53,6 +53,11 @@ def to_device(batch, dtype) -> Batch:
     return Batch(**values)
 
 
+def stress_targets(batch, dtype):
+    """(reference stress (G, 3, 3), mask (G,)) of a numpy GraphBatch on the device, for the stress loss."""
+    return jnp.asarray(np.asarray(batch.stress).astype(dtype)), jnp.asarray(np.asarray(batch.stress_mask))
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """Scaling, optional decoupled weight decay, then the per-step LR (passed as a hyperparameter)."""
     if config.optimizer == "yogi":
@@ -113,10 +118,19 @@ class JaxBackend(Backend):
         return serialization.from_bytes(template, data)
 
     # ------------------------------------------------------------------ steps
-    def _loss_sum(self, params, batch: Batch):
-        """The configurations' losses summed over the real graphs (the batch loss × their count)."""
+    def _loss_sum(self, params, batch: Batch, targets=None):
+        """The configurations' losses summed over the real graphs (the batch loss × their count).
+
+        ``targets``: the batch's (reference stress, stress mask) (:func:`stress_targets`) when
+        ``stress_weight`` > 0; the stress term of a configuration is ``stress_weight`` · the mean
+        over its 9 components of ℓ_E(Δσ · V / N) (eV/atom, the virial per atom), 0 where the mask is False.
+        """
         cfg = self.config
-        energies, forces = self.potential.energy_and_forces(params, batch)
+        use_stress = cfg.stress_weight > 0 and targets is not None
+        if use_stress:
+            energies, forces, stress = self.potential.energy_forces_stress(params, batch)
+        else:
+            energies, forces = self.potential.energy_and_forces(params, batch)
         graphs = batch.graph_mask.astype(energies.dtype)
         total = 0.0
         if cfg.force_weight > 0:
@@ -128,23 +142,29 @@ class JaxBackend(Backend):
         if cfg.energy_weight > 0:
             de = (batch.energy - energies) / batch.n_atoms
             total = total + cfg.energy_weight * (pointwise(cfg.loss, de, cfg.energy_log_cosh_p) * graphs).sum()
+        if use_stress:
+            ref, mask = targets
+            volume = jnp.abs(jnp.linalg.det(batch.cell))
+            dv = (ref - stress) * (volume / batch.n_atoms)[:, None, None]
+            per_graph = pointwise(cfg.loss, dv, cfg.energy_log_cosh_p).reshape(dv.shape[0], 9).mean(axis=1)
+            total = total + cfg.stress_weight * (per_graph * (mask & batch.graph_mask).astype(per_graph.dtype)).sum()
         return total
 
-    def _loss(self, params, batch: Batch):
-        return self._loss_sum(params, batch) / jnp.maximum(batch.graph_mask.sum(), 1).astype(self.dtype)
+    def _loss(self, params, batch: Batch, targets=None):
+        return self._loss_sum(params, batch, targets) / jnp.maximum(batch.graph_mask.sum(), 1).astype(self.dtype)
 
     def _apply(self, state: TrainState, grads, lr) -> TrainState:
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         updates = jax.tree_util.tree_map(lambda u: -lr * u, updates)
         return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1)
 
-    def _train_step(self, state: TrainState, batch: Batch, lr):
-        loss, grads = jax.value_and_grad(self._loss)(state.params, batch)
+    def _train_step(self, state: TrainState, batch: Batch, lr, targets=None):
+        loss, grads = jax.value_and_grad(self._loss)(state.params, batch, targets)
         return self._apply(state, grads, lr), loss
 
-    def _accumulate(self, params, batch: Batch, scale, loss, grads):
+    def _accumulate(self, params, batch: Batch, scale, loss, grads, targets=None):
         """(loss, grads) plus one part's share: its loss sum × ``scale`` (1 / the batch's graphs)."""
-        part_loss, part_grads = jax.value_and_grad(lambda p: self._loss_sum(p, batch) * scale)(params)
+        part_loss, part_grads = jax.value_and_grad(lambda p: self._loss_sum(p, batch, targets) * scale)(params)
         return loss + part_loss, jax.tree_util.tree_map(jnp.add, grads, part_grads)
 
     def _compiled(self, table: dict, fn, key, *args):
@@ -164,17 +184,19 @@ class JaxBackend(Backend):
         lr = jnp.asarray(lr, self.dtype)
         size = self.config.micro_batch_size
         n_real = int(np.asarray(batch.graph_mask).sum())
+        stress = self.config.stress_weight > 0
         if not size or n_real <= size:
             dev = to_device(batch, self.dtype)
-            step = self._compiled(self._train, self._train_step, self._shape_key(dev), state, dev, lr)
-            return step(state, dev, lr)
+            targets = stress_targets(batch, self.dtype) if stress else None
+            step = self._compiled(self._train, self._train_step, self._shape_key(dev), state, dev, lr, targets)
+            return step(state, dev, lr, targets)
         # gradient passes over parts of the batch, summed, then the batch's one update
         scale = jnp.asarray(1.0 / n_real, self.dtype)
         loss = jnp.zeros((), self.dtype)
         grads = jax.tree_util.tree_map(jnp.zeros_like, state.params)
         for part in split_batch(batch, size):
             dev = to_device(part, self.dtype)
-            args = (state.params, dev, scale, loss, grads)
+            args = (state.params, dev, scale, loss, grads, stress_targets(part, self.dtype) if stress else None)
             loss, grads = self._compiled(self._train, self._accumulate, ("part", *self._shape_key(dev)), *args)(*args)
         apply = self._compiled(self._train, self._apply, ("apply",), state, grads, lr)
         return apply(state, grads, lr), loss
@@ -187,6 +209,17 @@ class JaxBackend(Backend):
         fn = self._compiled(self._predict, self.potential.energy_and_forces, self._shape_key(dev), state.params, dev)
         energy, forces = jax.block_until_ready(fn(state.params, dev))
         return np.asarray(energy, np.float64), np.asarray(forces, np.float64)
+
+    def predict_with_stress(self, state: TrainState, batch):
+        dev = to_device(batch, self.dtype)
+        fn = self._compiled(self._predict, self.potential.energy_forces_stress, ("stress", *self._shape_key(dev)), state.params, dev)
+        energy, forces, stress = jax.block_until_ready(fn(state.params, dev))
+        return np.asarray(energy, np.float64), np.asarray(forces, np.float64), np.asarray(stress, np.float64)
+
+    def add_energy_offsets(self, offsets) -> None:
+        self.potential.add_energy_offsets(offsets)
+        self._predict.clear()  # compiled with the old reference energies
+        self._train.clear()
 
     # ----------------------------------------------------------------- timing
     def sync(self, value) -> None:

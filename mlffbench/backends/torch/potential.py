@@ -181,6 +181,33 @@ class Potential:
             forces = forces.detach()
         return energies, forces
 
+    def energy_forces_stress(self, params, batch: Batch, create_graph: bool = False):
+        """(energies (G,), forces (N, 3), stress (G, 3, 3)) from one gradient of the energy with
+        respect to positions and a symmetric strain at ε = 0; ``create_graph`` as in
+        :meth:`energy_and_forces`."""
+        dtype, device = batch.positions.dtype, batch.positions.device
+        with torch.enable_grad():
+            positions = batch.positions.detach().requires_grad_(True)
+            strain = torch.zeros((batch.n_graphs, 3, 3), dtype=dtype, device=device, requires_grad=True)
+            sym = 0.5 * (strain + strain.transpose(1, 2))
+            deform = torch.eye(3, dtype=dtype, device=device)[None] + sym
+            pos = torch.einsum("ni,nij->nj", positions, deform[batch.graph_index])
+            cell = torch.einsum("gki,gij->gkj", batch.cell, deform)
+            energies = self.energy(params, batch, positions=pos, cell=cell)
+            grad, de = torch.autograd.grad(energies.sum(), (positions, strain), create_graph=create_graph)
+        forces = torch.where(batch.atom_mask[:, None], -grad, torch.zeros_like(grad))
+        volume = torch.linalg.det(batch.cell).abs()
+        safe = torch.where(volume > 0, volume, torch.ones_like(volume))
+        stress = torch.where((volume > 0)[:, None, None], de / safe[:, None, None], torch.zeros_like(de))
+        if not create_graph:
+            energies, forces, stress = energies.detach(), forces.detach(), stress.detach()
+        return energies, forces, stress
+
+    def add_energy_offsets(self, offsets) -> None:
+        """Add per-species energy offsets (eV) to the reference energies (fitted after training)."""
+        self.reference_energies = self.reference_energies + torch.as_tensor(np.asarray(offsets, np.float64))
+        self._refs.clear()
+
     def stress(self, params, batch: Batch) -> torch.Tensor:
         """Stress per graph, (G, 3, 3), eV/Å³: (1/V) dE/dε at ε = 0 (zero for free molecules)."""
         dtype, device = batch.positions.dtype, batch.positions.device

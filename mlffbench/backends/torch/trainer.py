@@ -201,11 +201,18 @@ class TorchBackend(Backend):
         )
 
     # ------------------------------------------------------------------ steps
-    def _loss(self, params, batch: Batch) -> torch.Tensor:
+    def _loss(self, params, batch: Batch, targets=None) -> torch.Tensor:
+        """The batch loss (see :meth:`mlffbench.backends.jax.trainer.JaxBackend._loss_sum`);
+        ``targets``: (reference stress (G, 3, 3), stress mask (G,)) when ``stress_weight`` > 0."""
         cfg = self.config
         graphs = batch.graph_mask.to(batch.positions.dtype)
         n_real = torch.clamp(graphs.sum(), min=1.0)
-        if cfg.force_weight > 0:
+        stress = None
+        if cfg.stress_weight > 0 and targets is not None:
+            energies, forces, stress = self.potential.energy_forces_stress(params, batch, create_graph=True)
+            if cfg.force_weight <= 0:
+                forces = None
+        elif cfg.force_weight > 0:
             energies, forces = self.potential.energy_and_forces(params, batch, create_graph=True)
         else:
             energies, forces = self.potential.energy(params, batch), None
@@ -218,14 +225,26 @@ class TorchBackend(Backend):
         if cfg.energy_weight > 0:
             de = (batch.energy - energies) / batch.n_atoms
             total = total + cfg.energy_weight * (pointwise(cfg.loss, de, cfg.energy_log_cosh_p) * graphs).sum() / n_real
+        if stress is not None:
+            ref, mask = targets
+            volume = torch.linalg.det(batch.cell).abs()
+            dv = (ref - stress) * (volume / batch.n_atoms)[:, None, None]
+            per_graph = pointwise(cfg.loss, dv, cfg.energy_log_cosh_p).reshape(dv.shape[0], 9).mean(dim=1)
+            total = total + cfg.stress_weight * (per_graph * (mask & batch.graph_mask).to(per_graph.dtype)).sum() / n_real
         return total
+
+    def _stress_targets(self, batch):
+        if self.config.stress_weight <= 0:
+            return None
+        return (torch.as_tensor(np.asarray(batch.stress), dtype=self.dtype, device=self.device),
+                torch.as_tensor(np.asarray(batch.stress_mask), dtype=torch.bool, device=self.device))
 
     def train_step(self, state: TorchState, batch, lr: float):
         dev = self.to_device(batch)
         names = list(state.params)
         self.potential.module.train()
         with rng_scope(state.rng, self.device) as rng_after:
-            loss = self._loss(state.params, dev)
+            loss = self._loss(state.params, dev, self._stress_targets(batch))
             grads = torch.autograd.grad(loss, [state.params[k] for k in names], allow_unused=True)
         grads = {k: (torch.zeros_like(state.params[k]) if g is None else g) for k, g in zip(names, grads, strict=True)}
         params, opt = self.optimizer.step(state.params, grads, state.opt, float(lr))
@@ -239,6 +258,15 @@ class TorchBackend(Backend):
         self.potential.module.eval()
         energy, forces = self.potential.energy_and_forces(_detached(state.params), dev)
         return energy.cpu().numpy().astype(np.float64), forces.cpu().numpy().astype(np.float64)
+
+    def predict_with_stress(self, state: TorchState, batch):
+        dev = self.to_device(batch)
+        self.potential.module.eval()
+        energy, forces, stress = self.potential.energy_forces_stress(_detached(state.params), dev)
+        return tuple(v.cpu().numpy().astype(np.float64) for v in (energy, forces, stress))
+
+    def add_energy_offsets(self, offsets) -> None:
+        self.potential.add_energy_offsets(offsets)
 
     # ----------------------------------------------------------------- timing
     def sync(self, value) -> None:

@@ -10,8 +10,16 @@ group per dissociation curve); every frame must have it.
   ``pbc="F F F"`` becomes a free molecule (cell all zeros, pbc all False).
 * Stress: ASE's convention, kept as is — the 3×3 tensor sigma = (1/V) dE/d(strain) in energy/length³
   of the card's units (eV/Å³ after loading); positive = tensile, pressure = -trace(sigma)/3.
-  Nine values (a full 3×3, row-major) or six Voigt values (xx yy zz yz xz xy) are accepted.
+  Nine values (a full 3×3, row-major) or six Voigt values (xx yy zz yz xz xy, or the card's
+  ``options.voigt_order``, e.g. VASP's ``"xx yy zz xy yz zx"``) are accepted. Other units and
+  VASP's sign are declared in the card (``[units] stress``, ``options.stress_sign``) and
+  converted by the loader. ``options.virial_key`` names a per-frame virial W (energy units,
+  3×3/9/6 values) instead: stress = -W / V, V the cell volume.
 * A quantity must be present in every frame of a file or in none (and in all files or none).
+
+The generic ``ase`` format reads any file ASE reads (``ase.io.read``; OUTCAR, vasprun.xml,
+``.traj``, ``.db``, ``.xsf``, ...) the same way, with ASE's format detection or
+``options.ase_format``; energy/forces/stress come from the calculator results or info/arrays keys.
 """
 
 from __future__ import annotations
@@ -28,20 +36,40 @@ from mlffbench.registry import DatasetCard, FormatSpec
 from mlffbench.structures import StructureSet, concatenate, from_arrays
 
 _FIELDS = ("energy", "forces", "stress")
+VOIGT_ASE = "xx yy zz yz xz xy"
+_AXIS = {"x": 0, "y": 1, "z": 2}
 
 
 def read(paths: Sequence[Path], card: DatasetCard) -> StructureSet:
+    return _read(paths, card, "extxyz")
+
+
+def read_ase(paths: Sequence[Path], card: DatasetCard) -> StructureSet:
+    fmt = card.options.get("ase_format")
+    if fmt is not None and (not isinstance(fmt, str) or not fmt):
+        raise DataError(f"dataset card '{card.name}': options.ase_format must be a non-empty string")
+    return _read(paths, card, fmt)
+
+
+def _read(paths: Sequence[Path], card: DatasetCard, ase_format: str | None) -> StructureSet:
     keys = {}
     for field in _FIELDS:
         key = card.options.get(f"{field}_key", field)
         if not isinstance(key, str) or not key:
             raise DataError(f"dataset card '{card.name}': options.{field}_key must be a non-empty string")
         keys[field] = key
+    virial_key = card.options.get("virial_key")
+    if virial_key is not None:
+        if not isinstance(virial_key, str) or not virial_key:
+            raise DataError(f"dataset card '{card.name}': options.virial_key must be a non-empty string")
+        keys["stress"] = virial_key
+    keys["virial"] = virial_key is not None
+    keys["voigt"] = str(card.options.get("voigt_order", VOIGT_ASE))
     group_key = card.options.get("group_key")
     if group_key is not None and (not isinstance(group_key, str) or not group_key):
         raise DataError(f"dataset card '{card.name}': options.group_key must be a non-empty string")
     labels = file_labels(paths, card)
-    sets = [_read_file(Path(p), labels[i], keys, card.name, group_key) for i, p in enumerate(paths)]
+    sets = [_read_file(Path(p), labels[i], keys, card.name, group_key, ase_format) for i, p in enumerate(paths)]
     for field in _FIELDS:
         have = [getattr(s, field) is not None for s in sets]
         if any(have) and not all(have):
@@ -50,13 +78,31 @@ def read(paths: Sequence[Path], card: DatasetCard) -> StructureSet:
     return concatenate(sets, name=card.name).validate(card.name)
 
 
-def _read_file(path: Path, label: str, keys: dict[str, str], name: str, group_key: str | None = None) -> StructureSet:
+def _ase_frames(path: Path, ase_format: str | None):
+    """All frames of a file in any format ASE reads; DataError with ASE's reason otherwise."""
+    import ase.io
+    from ase.io.formats import UnknownFileTypeError
+
+    try:
+        frames = ase.io.read(path, index=":", format=ase_format)
+    except UnknownFileTypeError as exc:
+        raise DataError(f"{path}: ASE does not know this file's format ({exc}); give it with --format") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: ASE cannot read it as {ase_format or 'its detected format'} (not a text file)") from None
+    except Exception as exc:  # readers raise anything: ValueError, IndexError, StopIteration, ...
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: ASE cannot read it as {ase_format or 'its detected format'} ({reason})") from None
+    return iter(frames if isinstance(frames, list) else [frames])
+
+
+def _read_file(path: Path, label: str, keys: dict, name: str, group_key: str | None = None,
+               ase_format: str | None = "extxyz") -> StructureSet:
     import ase.io
 
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     frames: list[dict] = []
-    iterator = ase.io.iread(path, index=":", format="extxyz")
+    iterator = ase.io.iread(path, index=":", format="extxyz") if ase_format == "extxyz" else _ase_frames(path, ase_format)
     try:
         while True:
             where = f"{path} frame {len(frames)}"
@@ -82,7 +128,8 @@ def _read_file(path: Path, label: str, keys: dict[str, str], name: str, group_ke
                 frame["group"] = str(atoms.info[group_key])
             frames.append(frame)
     finally:
-        iterator.close()
+        if hasattr(iterator, "close"):
+            iterator.close()
     if not frames:
         raise DataError(f"{path}: no configurations (empty file)")
 
@@ -163,10 +210,13 @@ def _frame(atoms, keys: dict[str, str], where: str) -> dict:
 
     stress = _lookup(atoms, keys["stress"])
     if stress is not None:
-        stress = np.asarray(stress, np.float64)
-        if stress.shape == (6,):
-            xx, yy, zz, yz, xz, xy = stress
-            stress = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        try:
+            stress = np.asarray(stress, np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: field '{keys['stress']}' is not an array of numbers") from None
+        from_calc = atoms.calc is not None and keys["stress"] in atoms.calc.results
+        if stress.shape == (6,):  # ASE's calculator results are in ASE's Voigt order
+            stress = voigt_to_matrix(stress, VOIGT_ASE if from_calc else keys["voigt"])
         elif stress.shape == (9,):
             stress = stress.reshape(3, 3)
         if stress.shape != (3, 3):
@@ -174,7 +224,21 @@ def _frame(atoms, keys: dict[str, str], where: str) -> dict:
                 f"{where}: field '{keys['stress']}' has shape {stress.shape}, expected 6, 9 or (3, 3) values"
             )
         check_finite(stress[None], where, keys["stress"])
+        if keys["virial"]:
+            volume = abs(float(np.linalg.det(out["cell"]))) if out["pbc"].all() else 0.0
+            if not volume > 0:
+                raise DataError(f"{where}: a virial ('{keys['stress']}') needs a periodic cell with a volume")
+            stress = -stress / volume
     out["stress"] = stress
+    return out
+
+
+def voigt_to_matrix(values: np.ndarray, order: str = VOIGT_ASE) -> np.ndarray:
+    """Six stress components in the given order (e.g. ``"xx yy zz yz xz xy"``) as a symmetric 3×3."""
+    out = np.zeros((3, 3))
+    for value, pair in zip(values, order.lower().replace(",", " ").split(), strict=True):
+        i, j = _AXIS[pair[0]], _AXIS[pair[1]]
+        out[i, j] = out[j, i] = value
     return out
 
 
@@ -182,4 +246,9 @@ FORMAT = FormatSpec(
     name="extxyz",
     read=read,
     description="extended XYZ via ASE (energy, forces, stress; dummy cells of non-periodic frames dropped)",
+)
+ASE_FORMAT = FormatSpec(
+    name="ase",
+    read=read_ase,
+    description="any file ASE reads (OUTCAR, vasprun.xml, .traj, .db, .xsf, extxyz...; options.ase_format)",
 )

@@ -4,9 +4,10 @@ Keys per line: ``Energy`` (total), ``Positions`` (N×3), ``Forces`` (N×3), ``Ce
 box lengths of an orthorhombic periodic cell, or a 3×3 matrix with lattice vectors as rows);
 ``Natoms`` is checked when present; other keys (``Charges``, ``Date``) are ignored.
 
-The files do not store element symbols. The card gives the atom order in ``[options]``:
-either ``symbols = [...]`` (one per atom) or ``species = [{repeat = 15, symbols = [...]}, ...]``
-(blocks of repeated molecules, concatenated in order).
+A line may name its elements in ``Types`` (one symbol per atom); lines without it take the atom
+order from the card's ``[options]``: either ``symbols = [...]`` (one per atom) or
+``species = [{repeat = 15, symbols = [...]}, ...]`` (blocks of repeated molecules, concatenated
+in order). A file whose every line has ``Types`` needs no options.
 """
 
 from __future__ import annotations
@@ -59,16 +60,31 @@ def atom_symbols(card: DatasetCard) -> list[str]:
 
 
 def read(paths: Sequence[Path], card: DatasetCard) -> StructureSet:
-    symbols = atom_symbols(card)
-    numbers = symbols_to_numbers(symbols, f"dataset card '{card.name}' options")
+    numbers = None
+    if "symbols" in card.options or "species" in card.options:
+        numbers = symbols_to_numbers(atom_symbols(card), f"dataset card '{card.name}' options")
     labels = file_labels(paths, card)
     sets = [_read_file(Path(p), i, labels, numbers, card.name) for i, p in enumerate(paths)]
     return concatenate(sets, name=card.name).validate(card.name)
 
 
-def _read_file(path: Path, index: int, labels: list[str], numbers: np.ndarray, name: str) -> StructureSet:
-    n = numbers.shape[0]
-    energies, positions, forces, cells = [], [], [], []
+def _line_numbers(record: dict, card_numbers: np.ndarray | None, where: str, name: str) -> np.ndarray:
+    """The atomic numbers of one line: its ``Types``, else the card's atom order."""
+    if "Types" in record:
+        types = record["Types"]
+        if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+            raise DataError(f"{where}: field 'Types' must be a non-empty array of element symbols")
+        return symbols_to_numbers(types, f"{where} field 'Types'")
+    if card_numbers is None:
+        raise DataError(
+            f"{where}: no field 'Types' and the dataset card '{name}' gives no atom order "
+            "(options.symbols or options.species)"
+        )
+    return card_numbers
+
+
+def _read_file(path: Path, index: int, labels: list[str], card_numbers: np.ndarray | None, name: str) -> StructureSet:
+    energies, positions, forces, cells, all_numbers = [], [], [], [], []
     try:
         handle = path.open("r", encoding="utf-8")
     except OSError as exc:
@@ -96,21 +112,25 @@ def _read_file(path: Path, index: int, labels: list[str], numbers: np.ndarray, n
             raise DataError(f"{where}: field 'Energy' is not a number")
         if not np.isfinite(energy):
             raise DataError(f"{where}: field 'Energy' is NaN or infinite")
+        numbers = _line_numbers(record, card_numbers, where, name)
+        n = numbers.shape[0]
         if "Natoms" in record and record["Natoms"] != n:
-            raise DataError(f"{where}: field 'Natoms' is {record['Natoms']}, but the card's atom order has {n} atoms")
+            source = "its 'Types'" if "Types" in record else "the card's atom order"
+            raise DataError(f"{where}: field 'Natoms' is {record['Natoms']}, but {source} has {n} atoms")
         pos = _per_atom(record, "Positions", where, n)
         frc = _per_atom(record, "Forces", where, n)
         cells.append(_cell(record["Cell-Size"], where))
         energies.append(float(energy))
+        all_numbers.append(numbers)
         positions.append(pos)
         forces.append(frc)
     if not energies:
         raise DataError(f"{path}: no configurations (empty file)")
     c = len(energies)
     return from_arrays(
-        numbers=np.tile(numbers, c),
+        numbers=np.concatenate(all_numbers),
         positions=np.concatenate(positions),
-        n_atoms=np.full(c, n),
+        n_atoms=np.array([z.shape[0] for z in all_numbers]),
         cell=np.stack(cells),
         pbc=np.ones((c, 3), bool),
         energy=np.array(energies),
@@ -144,5 +164,5 @@ def _cell(value, where: str) -> np.ndarray:
 FORMAT = FormatSpec(
     name="neuralil-jsonl",
     read=read,
-    description="NeuralIL JSON lines (Energy, Positions, Forces, Cell-Size per line); atom order from the card",
+    description="NeuralIL JSON lines (Energy, Positions, Forces, Cell-Size per line); elements from 'Types' or the card",
 )
