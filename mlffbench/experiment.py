@@ -308,12 +308,13 @@ def fit_offsets_after_training(prepared: Prepared, result, run_dir: Path, has_en
     from mlffbench.stats import composition_counts
 
     config = prepared.train_config
+    unfitted = {"energy_offsets": None, "offset_fit": None}  # every record has the same fields
     if not has_energy:
-        return {"energies": None}
+        return {"energies": None, **unfitted}
     if config.energy_weight > 0:
-        return {"energies": "trained"}
+        return {"energies": "trained", **unfitted}
     if result.loop.epoch == 0:
-        return {"energies": "as-loaded"}  # evaluated without training: the model's energies as they are
+        return {"energies": "as-loaded", **unfitted}  # evaluated without training: the model's energies as they are
     ds, species = prepared.dataset, prepared.stats.species
     train_idx = np.asarray(prepared.split.train)
     predicted, reference, configs = [], [], []

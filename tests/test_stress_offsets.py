@@ -26,6 +26,16 @@ RC = 3.5
 SPECIES = (13, 29)
 
 
+@pytest.fixture(autouse=True)
+def _keep_jax_precision():
+    """A float64 JaxBackend switches 64-bit JAX on for the process: restore the setting after each
+    test, so that later float32 tests see float32 arrays."""
+    jax = pytest.importorskip("jax")
+    before = bool(jax.config.jax_enable_x64)
+    yield
+    jax.config.update("jax_enable_x64", before)
+
+
 def emt_atoms(n: int, seed: int = 0, free: bool = True):
     """``n`` periodic 8-atom Cu/Al cells (0-3 Al, rattled, strained) and, with ``free``, one free cluster."""
     from ase.build import bulk

@@ -61,8 +61,12 @@ def test_jax_and_torch_runs_have_identical_records(two_runs):
     assert _files(jat_dir) == _files(schnet_dir)
     assert {"config.json", "split.json", "stats.json", "history.json", "metrics.json",
             "checkpoints/last.ckpt", "checkpoints/best.ckpt"} <= _files(schnet_dir)
-    for name, skip in (("metrics.json", ()), ("history.json", ()), ("config.json", ("model_config",)),
-                       ("stats.json", ()), ("split.json", ())):
+    # JAT trains forces only here and gets energy offsets fitted, SchNet trains energies: the same
+    # fields, filled only for the fitted one
+    assert (jat_metrics["energies"], schnet_metrics["energies"]) == ("offset-fitted", "trained")
+    assert schnet_metrics["energy_offsets"] is None and set(jat_metrics["energy_offsets"]) == {"H", "C", "N", "O"}
+    for name, skip in (("metrics.json", ("energy_offsets", "offset_fit")), ("history.json", ()), ("config.json", ("model_config",)),
+                       ("stats.json", ("energy_offsets",)), ("split.json", ())):
         a = json.loads((jat_dir / name).read_text())
         b = json.loads((schnet_dir / name).read_text())
         assert _shape(a, skip) == _shape(b, skip), name
