@@ -139,8 +139,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         return _serve(args)
-    from mlffbench import __version__
+    from mlffbench import __version__, runtime
 
+    runtime.set_xla_flags()  # recorded in the machine fingerprint; every worker sets them too
     variants = [WorkerVariant(__file__, argv, "thesis", tuned_allocator=True)]
     if not args.no_default_model:
         variants.append(WorkerVariant(__file__, argv, "default", tuned_allocator=True))
@@ -195,7 +196,9 @@ def _train_values(args) -> dict:
 def _serve(args) -> int:
     """Worker process: build one variant and time its epochs on request (``workers.serve``)."""
     proto = channel()
-    import mlffbench  # noqa: F401 - first: it sets XLA's CPU flags before jax is imported
+    from mlffbench import runtime
+
+    runtime.set_xla_flags()  # first: the CPU flags of the mlffbench commands, before jax is imported
     from mlffbench.datasets.loading import load_dataset
     from mlffbench.plugins import get_registry
     from mlffbench.training.config import TrainConfig, from_dict

@@ -136,7 +136,9 @@ class Original:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mlffbench import __version__  # first: it sets XLA's CPU flags before jax is imported
+    from mlffbench import __version__, runtime
+
+    runtime.set_xla_flags()  # first: the CPU flags of the mlffbench commands, before jax is imported
 
     import jax
     from mlffbench.datasets.loading import load_dataset

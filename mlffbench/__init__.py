@@ -1,15 +1,13 @@
 """mlffbench: benchmark machine-learned force fields through one harness.
 
-The core imports numpy only; jax and torch are imported inside their backends.
+The core imports numpy only; jax and torch are imported inside their backends. Importing
+mlffbench leaves the process environment alone (the process set-up of the commands that train
+or time is one explicit step: :func:`mlffbench.runtime.prepare_process`).
 Plugins implement the hooks in :mod:`mlffbench.hookspecs` and mark them with
 :data:`hookimpl`.
 """
 
 import pluggy
-
-# Sets XLA's CPU flags for the JAX backend (no jax import); XLA reads them when jax is
-# imported, so this has to come before any plugin imports jax. See that module.
-import mlffbench.backends.jax  # noqa: F401, E402
 
 __version__ = "0.1.0"
 

@@ -3,7 +3,7 @@
 Energy (eV), forces (eV/Å) and, for fully periodic structures, stress (eV/Å³, Voigt order
 xx yy zz yz xz xy, ASE's sign: (1/V) dE/dε) of the model the run trained (its ``best``
 checkpoint by default), through the same restore path as every other command
-(:func:`mlffbench.restore.load_run`). Neighbour lists are rebuilt at every call, so atoms may
+(:meth:`mlffbench.trained.TrainedModel.from_run`). Neighbour lists are rebuilt at every call, so atoms may
 move freely (MD, relaxations).
 """
 
@@ -60,6 +60,6 @@ class MlffbenchCalculator(Calculator):
 def calculator(run_dir: str | Path, checkpoint: str = "best", dtype: str | None = None) -> MlffbenchCalculator:
     """The ASE calculator of the model trained in ``run_dir`` (``checkpoint``: best or last;
     ``dtype``: float32/float64 instead of the run's precision)."""
-    from mlffbench.restore import load_run
+    from mlffbench.trained import TrainedModel
 
-    return MlffbenchCalculator(load_run(Path(run_dir), checkpoint=checkpoint, dtype=dtype).predictor())
+    return MlffbenchCalculator(TrainedModel.from_run(Path(run_dir), checkpoint=checkpoint, dtype=dtype).predictor())

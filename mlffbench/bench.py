@@ -20,12 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlffbench import timing
 from mlffbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlffbench.trained import TrainedModel
 
 
 @dataclass
@@ -52,46 +55,48 @@ def _log(log: Callable[[str], None] | None, text: str) -> None:
         log(text)
 
 
-def load_handle(options: BenchOptions):
-    from mlffbench.trained import fresh_model, from_run
+def load_handle(options: BenchOptions) -> TrainedModel:
+    """The model to time, with its data: a finished run's, or a fresh one as a new run builds it."""
+    from mlffbench.trained import TrainedModel
 
     if options.run_dir is not None:
-        return from_run(options.run_dir, data_dir=options.data_dir, download=options.download)
+        return TrainedModel.from_run(options.run_dir, with_data=True, data_dir=options.data_dir, download=options.download)
     if not options.model or not options.dataset:
         raise ConfigError("bench needs MODEL and --dataset (or --run DIR)")
-    return fresh_model(
+    return TrainedModel.on_dataset(
         options.model, options.dataset, options.model_params, options.train_params,
         data_dir=options.data_dir, init_from=options.init_from, download=options.download,
     )
 
 
-def training_batches(handle, steps: int, seed: int = 0) -> list:
+def training_batches(handle: TrainedModel, steps: int, seed: int = 0) -> list:
     """``steps`` training batches (full ones) of the training part, cycling when it is short."""
     size = handle.train_config.batch_size
-    train = np.asarray(handle.split.train)
+    data = handle.require_data()
+    train = np.asarray(data.split.train)
     if train.size < size:
         raise ConfigError(f"the training part has {train.size} configurations, fewer than one batch of {size}")
     rng = np.random.default_rng(seed)
     out: list = []
     while len(out) < steps:
-        out.extend(handle.batcher.batches(train, rng=rng, batch_size=size, drop_remainder=True))
+        out.extend(data.batcher.batches(train, rng=rng, batch_size=size, drop_remainder=True))
     return out[:steps]
 
 
-def inference_indices(handle) -> np.ndarray:
+def inference_indices(handle: TrainedModel) -> np.ndarray:
     """Held-out configurations first (test, val), then training ones."""
-    s = handle.split
+    s = handle.require_data().split
     return np.concatenate([np.asarray(s.test), np.asarray(s.val), np.asarray(s.train)]).astype(np.int64)
 
 
-def size_sweep(handle, reps: tuple[int, ...], repeats: int, warmup: int = 1, index: int | None = None, log=None,
+def size_sweep(handle: TrainedModel, reps: tuple[int, ...], repeats: int, warmup: int = 1, index: int | None = None, log=None,
                warmup_min_s: float = 1.0) -> dict[str, Any]:
     """Inference time at batch 1 of n×n×n periodic supercells of one configuration."""
     from mlffbench.graph.batching import GraphBatcher
     from mlffbench.graph.neighbors import compute_neighbors
     from mlffbench.supercells import supercell
 
-    ds = handle.dataset
+    ds = handle.require_data().dataset
     i = int(inference_indices(handle)[0]) if index is None else int(index)
     if not bool(np.asarray(ds.pbc[i]).all()):
         return {"skipped": f"configuration {i} of '{ds.name}' is not periodic in 3 directions: no supercells"}
@@ -148,27 +153,28 @@ def bench(options: BenchOptions, log: Callable[[str], None] | None = None) -> di
     big = int(options.infer_batch or handle.train_config.eval_batch_size)
     big = max(1, min(big, idx.size))
     _log(log, f"timing inference at batch 1 and {big}")
-    one = handle.batcher.make_batch(idx[:1], batch_size=1)
-    many = handle.batcher.make_batch(idx[:big], batch_size=big)
+    data = handle.require_data()
+    one = data.batcher.make_batch(idx[:1], batch_size=1)
+    many = data.batcher.make_batch(idx[:big], batch_size=big)
     infer = timing.measure_interleaved(
         [timing.inference_workload(backend, handle.state, one, "inference, batch 1"),
          timing.inference_workload(backend, handle.state, many, f"inference, batch {big}")],
         repeats=reps, warmup=warm, warmup_min_s=options.warmup_min_s,
     )
     sweep = size_sweep(handle, tuple(options.sweep), options.sweep_repeats, warm, log=log, warmup_min_s=options.warmup_min_s) if options.sweep else {}
-    ds = handle.dataset
+    ds = data.dataset
     return {
         "model": handle.spec.name,
         "backend": handle.spec.backend,
-        "dataset": handle.card.name,
+        "dataset": data.card.name,
         "run_dir": str(handle.run_dir) if handle.run_dir else None,
-        "split_fingerprint": handle.split.fingerprint,
+        "split_fingerprint": data.split.fingerprint,
         "n_params": backend.n_params(handle.state),
         "model_config": dataclasses.asdict(handle.model_config),
         "train_batch_size": handle.train_config.batch_size,
         "dtype": handle.train_config.dtype,
         "cutoff": handle.spec.cutoff(handle.model_config),
-        "edges_per_atom": float(handle.neighbors.n_edges.sum() / max(int(ds.n_atoms.sum()), 1)),
+        "edges_per_atom": float(data.neighbors.n_edges.sum() / max(int(ds.n_atoms.sum()), 1)),
         "atoms_per_config": float(np.mean(ds.n_atoms)),
         "training": train.to_dict(),
         "inference": [t.to_dict() for t in infer],

@@ -278,9 +278,10 @@ def markdown(result: dict[str, Any], path: Path) -> Path:
 
 
 # ------------------------------------------------------------------ mlflow
-def log_mlflow(result: dict[str, Any], out_dir: Path, options, run_dirs) -> str:
-    """One parent MLflow run with the comparison's numbers and files; the compared runs'
-    own MLflow runs (where known) are tagged as its children."""
+def log_mlflow(result: dict[str, Any], out_dir: Path, options, run_dirs, run_id: str | None = None) -> str:
+    """One parent MLflow run (``run_id``: the one the compare opened, else a new one) with the
+    comparison's numbers and files, ended FINISHED; the compared runs' own MLflow runs (where
+    known) are tagged as its children."""
     import mlflow
 
     from mlffbench import runs
@@ -297,11 +298,13 @@ def log_mlflow(result: dict[str, Any], out_dir: Path, options, run_dirs) -> str:
         experiment_id = client.create_experiment(EXPERIMENT, artifact_location=artifacts)
     else:
         experiment_id = experiment.experiment_id
-    run = client.create_run(experiment_id, run_name=Path(out_dir).name, tags={
-        "mlffbench.kind": "compare", "split_fingerprint": result["split_fingerprint"], "dataset": result["dataset"],
-        "models": ",".join(result["order"]),
-    })
-    run_id = run.info.run_id
+    tags = {"mlffbench.kind": "compare", "split_fingerprint": result["split_fingerprint"], "dataset": result["dataset"],
+            "models": ",".join(result["order"])}
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=Path(out_dir).name, tags=tags).info.run_id
+    else:
+        for key, value in {**tags, "mlffbench.status": "finished"}.items():
+            client.set_tag(run_id, key, value)
     params = {"dataset": result["dataset"], "models": ",".join(result["order"]), "budget": ",".join(result["budget"]["given"]),
               "seeds": str(sorted({s for m in result["models"].values() for s in m["seeds"]})), "split_fingerprint": result["split_fingerprint"]}
     for k, v in params.items():

@@ -12,7 +12,7 @@ import importlib.metadata as md
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from mlffbench import __version__, run_records, runs
 from mlffbench.errors import ConfigError, RunError
 from mlffbench.runtime import allocator
 from mlffbench.training.config import TrainConfig, from_dict
+
+if TYPE_CHECKING:
+    from mlffbench.trained import TrainedModel
 
 
 @dataclass
@@ -70,20 +73,6 @@ def _versions(backend_env: dict[str, str]) -> dict[str, str]:
     return versions
 
 
-@dataclass
-class Prepared:
-    spec: Any
-    card: Any
-    dataset: Any
-    split: Any
-    neighbors: Any
-    stats: Any
-    model_config: Any
-    train_config: TrainConfig
-    batcher: Any
-    backend: Any
-
-
 def run_split(ds, card, train_config: TrainConfig):
     """The split a new run of ``train_config`` on ``ds`` (card ``card``) uses: a pure function
     of the data, the card's split policy and the split settings of ``train_config``."""
@@ -122,11 +111,14 @@ def stress_use(ds, card, train_config: TrainConfig) -> tuple[bool, str]:
     return periodic, ""
 
 
-def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOptions, run_dir, resume: bool) -> Prepared:
-    """``run_dir``: the run's directory, or (a new run) a function that creates it — called only
-    once the data, the split and the model are valid, so a run that never starts leaves nothing."""
+def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOptions, run_dir, resume: bool) -> tuple[TrainedModel, Path]:
+    """(the run's model before training, see :meth:`mlffbench.trained.TrainedModel.on_split`;
+    the run directory). ``run_dir``: the run's directory, or (a new run) a function that
+    creates it — called only once the data, the split and the model are valid, so a run that
+    never starts leaves nothing."""
     from mlffbench.datasets.loading import limit_configs, load_dataset
     from mlffbench.splits import Split
+    from mlffbench.trained import TrainedModel
 
     ds = load_dataset(card, data_dir=options.data_dir, download=options.download)
     ds = limit_configs(ds, card, train_config.max_configs)
@@ -138,31 +130,13 @@ def prepare(spec, card, model_config, train_config: TrainConfig, options: RunOpt
             raise RunError(f"dataset '{card.name}' changed since the run started (fingerprint differs from {split_path})")
     else:
         split = run_split(ds, card, train_config)
-    prepared = assemble(spec, card, ds, split, model_config, train_config)
+    model = TrainedModel.on_split(spec, card, ds, split, model_config, train_config)
     if callable(run_dir):
         run_dir = run_dir()
     if not resume:
         split.save(run_dir / runs.SPLIT)
-    runs.write_json(run_dir / runs.STATS, prepared.stats.to_dict())
-    prepared.run_dir = run_dir
-    return prepared
-
-
-def assemble(spec, card, ds, split, model_config, train_config: TrainConfig) -> Prepared:
-    """Neighbour lists (cached), training statistics, potential, backend and batcher of a
-    model on a split: everything a run needs before its state."""
-    from mlffbench.datasets.loading import default_cache_dir
-    from mlffbench.graph.batching import GraphBatcher
-    from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.stats import compute_stats
-    from mlffbench.training.backend import get_backend_class
-
-    neighbors = compute_neighbors(ds, spec.cutoff(model_config), cache_dir=default_cache_dir() / "neighbors")
-    stats = compute_stats(ds, split.train, neighbors)
-    potential = spec.build(model_config, stats)
-    backend = get_backend_class(spec.backend)(potential, train_config, force_rms=stats.force_rms)
-    batcher = GraphBatcher(ds, neighbors, stats.species, train_config.batch_size)
-    return Prepared(spec, card, ds, split, neighbors, stats, model_config, train_config, batcher, backend)
+    runs.write_json(run_dir / runs.STATS, model.stats.to_dict())
+    return model, run_dir
 
 
 def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[str, Any]]:
@@ -205,10 +179,10 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     if options.init_from is not None and spec.import_weights is None:
         raise ConfigError(f"model '{spec.name}' cannot import weights (--init-from)")
 
-    prepared = prepare(spec, card, model_config, train_config, options, run_dir, resume=bool(options.resume))
-    run_dir = prepared.run_dir
+    model, run_dir = prepare(spec, card, model_config, train_config, options, run_dir, resume=bool(options.resume))
     identity = identity or run_records.new_identity(run_dir)
-    backend, batcher, split, ds = prepared.backend, prepared.batcher, prepared.split, prepared.dataset
+    data = model.require_data()
+    backend, batcher, split, ds = model.backend, data.batcher, data.split, data.dataset
     warnings = [
         f"the {part} part has elements absent from the training part ({', '.join(symbols)}): "
         "predictions for them are not learned"
@@ -219,7 +193,12 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     for warning in warnings:
         if console is not None:
             console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    initial = spec.import_weights(Path(options.init_from), model_config, species=prepared.stats.species) if options.init_from else None
+    initial = None
+    if options.init_from:
+        from mlffbench.training.backend import get_backend_class
+
+        with get_backend_class(spec.backend).precision(train_config.dtype):
+            initial = spec.import_weights(Path(options.init_from), model_config, species=model.stats.species)
 
     tracker = None
     if tracking:
@@ -267,12 +246,14 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
             callbacks=callbacks, resume=bool(options.resume), initial_params=initial, has_stress=has_stress,
         )
         runs.write_json(run_dir / runs.HISTORY, result.loop.history)
-        energies = fit_offsets_after_training(prepared, result, run_dir, has_energy)
+        energies = fit_offsets_after_training(model, result, run_dir, has_energy)
         metrics = _evaluate_and_record(options, spec, card, ds, split, backend, batcher, result, train_config, run_dir, warnings,
                                        has_energy, has_forces, has_stress=has_stress, energies=energies)
-        run_records.write_status(run_dir, "finished")
         if tracker:
             tracker.finish(run_dir, metrics)
+        # last: a run killed before this line is "running" with its process gone (stale), and
+        # is finished again by --resume, its MLflow run too
+        run_records.write_status(run_dir, "finished")
     except BaseException as exc:
         _record_ending(run_dir, tracker, exc)
         raise
@@ -282,18 +263,16 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
 
 def _record_ending(run_dir: Path, tracker, exc: BaseException) -> None:
     """An interrupted (SIGINT/SIGTERM: KILLED) or failed (FAILED, with the one-line reason) run."""
-    interrupted = isinstance(exc, KeyboardInterrupt)
-    reason = ("terminated (SIGTERM)" if isinstance(exc, run_records.Terminated) else "interrupted (SIGINT)") if interrupted \
-        else (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:500]
+    state, mlflow_status, reason = run_records.ending(exc)
     try:
-        run_records.write_status(run_dir, "interrupted" if interrupted else "failed", reason)
+        run_records.write_status(run_dir, state, reason)
     except OSError:
         pass  # a full or read-only disk: the stale "running" record says the process is gone
     if tracker:
-        tracker.abort("KILLED" if interrupted else "FAILED", reason)
+        tracker.abort(mlflow_status, reason, checkpoint_dir=run_dir / runs.CHECKPOINTS)
 
 
-def fit_offsets_after_training(prepared: Prepared, result, run_dir: Path, has_energy: bool) -> dict[str, Any]:
+def fit_offsets_after_training(model: TrainedModel, result, run_dir: Path, has_energy: bool) -> dict[str, Any]:
     """Per-species energy offsets of a model whose energies were not trained (energy weight 0).
 
     The energy zero of a force-only (or force-and-stress) model is free. The offsets δ
@@ -301,13 +280,15 @@ def fit_offsets_after_training(prepared: Prepared, result, run_dir: Path, has_en
     part (least squares, minimum norm where compositions are rank-deficient: species absent
     from the training part get 0). They are added to the model's reference energies (so every
     later prediction includes them; forces and stress do not change) and written to
-    ``stats.json`` (``energy_offsets``), from which every restored model applies them.
+    ``stats.json`` (``energy_offsets``), from which every restored model applies them; the
+    model's ``state`` becomes the best state and its ``stats`` the updated statistics.
     Returns the ``energies`` record of ``metrics.json``.
     """
     from mlffbench import elements
     from mlffbench.stats import composition_counts
 
-    config = prepared.train_config
+    config = model.train_config
+    model.state = result.best_state
     unfitted = {"energy_offsets": None, "offset_fit": None}  # every record has the same fields
     if not has_energy:
         return {"energies": None, **unfitted}
@@ -315,17 +296,11 @@ def fit_offsets_after_training(prepared: Prepared, result, run_dir: Path, has_en
         return {"energies": "trained", **unfitted}
     if result.loop.epoch == 0:
         return {"energies": "as-loaded", **unfitted}  # evaluated without training: the model's energies as they are
-    ds, species = prepared.dataset, prepared.stats.species
-    train_idx = np.asarray(prepared.split.train)
-    predicted, reference, configs = [], [], []
-    for batch in prepared.batcher.batches(train_idx, batch_size=config.eval_batch_size):
-        energy, _ = prepared.backend.predict(result.best_state, batch)
-        graphs = np.asarray(batch.graph_mask)
-        predicted.append(np.asarray(energy)[graphs])
-        reference.append(batch.energy[graphs])
-        configs.append(batch.config_index[graphs])
-    idx = np.concatenate(configs)
-    residual = np.concatenate(reference) - np.concatenate(predicted)
+    data, species = model.require_data(), model.stats.species
+    ds = data.dataset
+    pred = model.predictions(np.asarray(data.split.train), batch_size=config.eval_batch_size)
+    idx = pred["config"]
+    residual = pred["energy_ref"] - pred["energy_pred"]
     counts = composition_counts(ds, idx, species)
     offsets, *_ = np.linalg.lstsq(counts, residual, rcond=None)
     if not np.all(np.isfinite(offsets)):
@@ -333,9 +308,9 @@ def fit_offsets_after_training(prepared: Prepared, result, run_dir: Path, has_en
     n_atoms = counts.sum(axis=1)
     before = float(np.mean(np.abs(residual) / n_atoms))
     after = float(np.mean(np.abs(residual - counts @ offsets) / n_atoms))
-    prepared.backend.add_energy_offsets(offsets)
-    stats = dataclasses.replace(prepared.stats, energy_offsets=tuple(float(v) for v in offsets))
-    prepared.stats = stats
+    model.backend.add_energy_offsets(offsets)
+    stats = dataclasses.replace(model.stats, energy_offsets=tuple(float(v) for v in offsets))
+    model.stats = stats
     runs.write_json(run_dir / runs.STATS, stats.to_dict())
     return {
         "energies": "offset-fitted",

@@ -20,7 +20,7 @@ hookspec = pluggy.HookspecMarker("mlffbench")
 
 
 @hookspec
-def mlffbench_models(register: Callable[[ModelSpec], None]) -> None:
+def mlffbench_models(register: Callable[[ModelSpec[Any]], None]) -> None:
     """Register model specs (:class:`mlffbench.registry.ModelSpec`), one call per model."""
 
 

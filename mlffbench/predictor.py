@@ -6,8 +6,9 @@ builds their neighbour lists with the core (:mod:`mlffbench.graph.neighbors`) at
 batches (:mod:`mlffbench.graph.batching`) and evaluates a backend potential on them. The
 conformance suite, the ASE calculator, ``md`` and ``scan`` all go through it.
 
-The JAX and PyTorch implementations live in ``mlffbench.backends.{jax,torch}.predictor``
-and are imported lazily by :func:`make_predictor` (the core imports neither framework).
+A model's predictor is :class:`BackendPredictor` (``Backend.predictor`` /
+``TrainedModel.predictor``): it evaluates through the backend's own ``predict`` and
+``predict_with_stress``, the functions training and evaluation use, for every framework.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-PREDICTORS = {
-    "jax": "mlffbench.backends.jax.predictor:JaxPredictor",
-    "torch": "mlffbench.backends.torch.predictor:TorchPredictor",
-}
+if TYPE_CHECKING:
+    from mlffbench.training.backend import Backend
 
 
 class Configuration(NamedTuple):
@@ -152,29 +151,26 @@ def split_batch(batch, energy, forces, stress=None) -> list[Prediction]:
     return out
 
 
-def make_predictor(backend, state, species: Sequence[int], cutoff: float) -> Predictor:
-    """The predictor of a backend (:class:`mlffbench.training.backend.Backend`) in ``state``."""
-    return _predictor_class(backend.name).from_backend(backend, state, species, cutoff)
+class BackendPredictor(Predictor):
+    """A backend's model with fixed parameters (``state``) on plain configurations, in the
+    backend's precision (``TrainConfig.dtype``)."""
 
+    def __init__(self, backend: Backend, state, species: Sequence[int], cutoff: float) -> None:
+        self.backend = backend
+        self.state = state
+        self.species = tuple(int(z) for z in species)
+        self.cutoff = float(cutoff)
+        self.dtype = str(backend.config.dtype)
 
-def _predictor_class(backend_name: str):
-    import importlib
+    @property
+    def potential(self):
+        """The backend's potential (the model's architecture, output scale and reference energies)."""
+        return self.backend.potential
 
-    from mlffbench.errors import ConfigError
-
-    if backend_name not in PREDICTORS:
-        raise ConfigError(f"no predictor for backend '{backend_name}' (known: {', '.join(PREDICTORS)})")
-    module, _, cls = PREDICTORS[backend_name].partition(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def new_backend(backend_name: str, potential, train_config, force_rms: float = 1.0):
-    """A training backend for ``potential`` (see :func:`mlffbench.training.backend.get_backend_class`)
-    that leaves process-wide framework settings alone (JAX's 64-bit flag). Call its
-    ``init`` inside :func:`precision_scope`."""
-    return _predictor_class(backend_name).new_backend(potential, train_config, force_rms)
-
-
-def precision_scope(backend_name: str, dtype: str):
-    """Context in which a backend of ``dtype`` ("float32"/"float64") may create its state."""
-    return _predictor_class(backend_name).precision_scope(dtype)
+    def predict(self, configs: Sequence[Configuration], stress: bool = False, shape=None) -> list[Prediction]:
+        batch = self.graph_batch(configs, shape)
+        if stress:
+            energy, forces, sigma = self.backend.predict_with_stress(self.state, batch)
+            return split_batch(batch, energy, forces, sigma)
+        energy, forces = self.backend.predict(self.state, batch)
+        return split_batch(batch, energy, forces)

@@ -10,18 +10,44 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from mlffbench.errors import UnknownNameError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    from mlffbench.backends.jax.potential import Potential as JaxPotential
+    from mlffbench.backends.torch.potential import Potential as TorchPotential
+    from mlffbench.search_space import SearchSpace
+    from mlffbench.stats import ModelStats
+    from mlffbench.structures import StructureSet
+
+    # what a model spec's build returns: the potential of its backend
+    BackendPotential = JaxPotential | TorchPotential
+
+Config = TypeVar("Config", bound="DataclassInstance")  # a model's frozen config dataclass
+Config_contra = TypeVar("Config_contra", bound="DataclassInstance", contravariant=True)
+
+
+class WeightImporter(Protocol[Config_contra]):
+    """``import_weights(path, config, species=...)``: released parameters (in the backend's
+    form) for a model of ``config``, their species rows ordered as ``species`` (atomic
+    numbers, the dataset statistics' species table; None: the file's own order)."""
+
+    def __call__(self, path: Path, config: Config_contra, *, species: Sequence[int] | None = None) -> Mapping[str, Any]: ...
+
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelSpec(Generic[Config]):
     """A model a plugin offers.
 
     ``build(config, stats)`` returns the backend-level model (for the ``jax`` backend a
-    :class:`mlffbench.backends.jax.potential.Potential`). ``import_weights(path, config,
-    species=stats.species)`` reads released parameters, ordered for the dataset's species. ``presets`` maps a dataset
+    :class:`mlffbench.backends.jax.potential.Potential`, for ``torch`` a
+    :class:`mlffbench.backends.torch.potential.Potential`); ``stats`` is a
+    :class:`mlffbench.stats.ModelStats` (the species table and reference energies).
+    ``import_weights(path, config, species=stats.species)`` reads released parameters,
+    ordered for the dataset's species. ``presets`` maps a dataset
     family (e.g. ``"ean"``, ``"ani1"``) to overrides of the model config and of the
     training config (keys ``"model"`` and ``"train"``). ``search_space`` is a
     :class:`mlffbench.search_space.SearchSpace` (typed dimensions and their mapping to model
@@ -30,21 +56,21 @@ class ModelSpec:
 
     name: str
     backend: str
-    config_class: type
-    build: Callable[[Any, Any], Any]
-    cutoff: Callable[[Any], float]
+    config_class: type[Config]
+    build: Callable[[Config, ModelStats], BackendPotential]
+    cutoff: Callable[[Config], float]
     description: str = ""
     presets: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
     model_defaults: Mapping[str, Any] = field(default_factory=dict)
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
-    search_space: Any = None  # a mlffbench.search_space.SearchSpace: what `mlffbench tune` explores
-    import_weights: Callable[[Path, Any], Any] | None = None
+    search_space: SearchSpace | None = None  # what `mlffbench tune` explores
+    import_weights: WeightImporter[Config] | None = None
     # hard_cutoff(config): True where the model's energy is meant to jump when a pair crosses
     # its cutoff (a faithful hard cutoff); the conformance suite then reports the jump
     # instead of failing on it. None: the energy must be smooth.
-    hard_cutoff: Callable[[Any], bool] | None = None
+    hard_cutoff: Callable[[Config], bool] | None = None
 
-    def default_config(self, **overrides: Any) -> Any:
+    def default_config(self, **overrides: Any) -> Config:
         return self.config_class(**overrides)
 
 
@@ -110,7 +136,7 @@ class FormatSpec:
     """A file-format adapter: ``read(paths, card)`` returns a StructureSet in the card's units."""
 
     name: str
-    read: Callable[[Sequence[Path], DatasetCard], Any]
+    read: Callable[[Sequence[Path], DatasetCard], StructureSet]
     description: str = ""
 
 
@@ -118,13 +144,13 @@ class FormatSpec:
 class Registry:
     """Everything registered by the loaded plugins, plus the problems met on the way."""
 
-    models: dict[str, ModelSpec] = field(default_factory=dict)
+    models: dict[str, ModelSpec[Any]] = field(default_factory=dict)
     datasets: dict[str, DatasetCard] = field(default_factory=dict)
     formats: dict[str, FormatSpec] = field(default_factory=dict)
     provider: dict[tuple[str, str], str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
-    def add(self, kind: str, spec: Any, plugin: str) -> None:
+    def add(self, kind: str, spec: ModelSpec[Any] | DatasetCard | FormatSpec, plugin: str) -> None:
         table: dict[str, Any] = getattr(self, kind)
         if not getattr(spec, "name", None):
             self.problems.append(f"plugin '{plugin}' registered a {kind[:-1]} without a name")
@@ -139,7 +165,7 @@ class Registry:
         table[spec.name] = spec
         self.provider[(kind, spec.name)] = plugin
 
-    def model(self, name: str) -> ModelSpec:
+    def model(self, name: str) -> ModelSpec[Any]:
         return _lookup(self.models, name, "model")
 
     def dataset(self, name: str) -> DatasetCard:
@@ -149,7 +175,10 @@ class Registry:
         return _lookup(self.formats, name, "format")
 
 
-def _lookup(table: Mapping[str, Any], name: str, kind: str) -> Any:
+_Entry = TypeVar("_Entry")
+
+
+def _lookup(table: Mapping[str, _Entry], name: str, kind: str) -> _Entry:
     try:
         return table[name]
     except KeyError:

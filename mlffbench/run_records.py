@@ -27,6 +27,8 @@ UUID_TAG = "mlffbench.run_uuid"
 PATH_TAG = "mlffbench.run_path"
 HOST_TAG = "mlffbench.host"
 RESUMED_FROM_TAG = "mlffbench.resumed_from"
+PID_TAG = "mlffbench.pid"  # the process that runs a compare's parent MLflow run
+KIND_TAG = "mlffbench.kind"
 
 
 class Terminated(KeyboardInterrupt):
@@ -80,6 +82,67 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_tags() -> dict[str, str]:
+    """The MLflow tags that name this process (host and pid), so that a run it leaves RUNNING
+    when killed can be told stale (:func:`dead_process_runs`)."""
+    return {HOST_TAG: host(), PID_TAG: str(os.getpid())}
+
+
+def dead_process_runs(client, experiment_id: str, kind: str) -> list[Any]:
+    """The RUNNING MLflow runs of ``kind`` (``mlffbench.kind`` tag, e.g. compare's parent runs)
+    whose process, on this host, is gone."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{kind}' and attributes.status = 'RUNNING'",
+                               max_results=1000)
+    return [r for r in found if r.data.tags.get(HOST_TAG) == host() and str(r.data.tags.get(PID_TAG, "")).isdigit()
+            and int(r.data.tags[PID_TAG]) != os.getpid() and not pid_alive(int(r.data.tags[PID_TAG]))]
+
+
+def stale_reason(run) -> str:
+    return f"process {run.data.tags.get(PID_TAG)} on {run.data.tags.get(HOST_TAG)} is gone"
+
+
+def ending(exc: BaseException) -> tuple[str, str, str]:
+    """(status, MLflow status, one-line reason) of a command stopped by ``exc``: SIGINT/SIGTERM
+    interrupted/KILLED, anything else failed/FAILED with the first line of its message."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "KILLED", "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (SIGINT)"
+    return "failed", "FAILED", (str(exc).splitlines()[0] if str(exc) else type(exc).__name__)[:500]
+
+
+def settle_stale(run_dir: Path, why: str, tags: dict[str, str] | None = None) -> bool:
+    """Mark a stale run that nobody will resume (a killed tune trial's) ``failed`` with the
+    reason, and its MLflow run FAILED (with ``tags`` and the last checkpoint's epochs); False
+    (nothing done) when the run is not stale. The status is written last: a process killed
+    while settling leaves the run stale, settled again by the next one."""
+    status = read_status(run_dir)
+    if status.get("state") != "stale":
+        return False
+    reason = f"{status['reason']}: {why}"
+    config = runs.read_json(Path(run_dir) / runs.CONFIG)
+    run_id, uri = config.get("mlflow_run_id"), config.get("tracking_uri")
+    if run_id and uri:
+        _settle_mlflow(Path(run_dir), uri, run_id, reason, tags or {})
+    write_status(run_dir, "failed", reason)
+    return True
+
+
+def _settle_mlflow(run_dir: Path, uri: str, run_id: str, reason: str, tags: dict[str, str]) -> None:
+    import mlflow
+
+    from mlffbench.tracking import backfill_run, end_run
+
+    client = mlflow.MlflowClient(uri)
+    try:
+        running = client.get_run(run_id).info.status == "RUNNING"
+    except Exception:  # noqa: BLE001 - not in this store: nothing to settle there
+        return
+    backfill_run(client, run_id, run_dir / runs.CHECKPOINTS)  # killed between a checkpoint and its metrics
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    if running:
+        end_run(client, run_id, "FAILED", reason)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -179,6 +242,37 @@ def check(run_dir: Path) -> list[str]:
     run_id, uri = config.get("mlflow_run_id"), config.get("tracking_uri")
     if run_id and uri:
         problems += _check_mlflow(run_dir, config, row, uri, run_id)
+    return problems
+
+
+def check_stores(runs_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(store, disagreement) of the MLflow stores the runs of ``runs_dir`` use (and its default
+    one): compare parent runs left RUNNING by a process that is gone."""
+    import logging
+
+    import mlflow
+
+    from mlffbench.tracking import EXPERIMENT, default_tracking_uri
+
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    uris = {row["tracking_uri"] for row in rows if row.get("tracking_uri")}
+    default = default_tracking_uri(Path(runs_dir))
+    if not default.startswith("sqlite:///") or Path(default[len("sqlite:///"):]).is_file():
+        uris.add(default)
+    problems = []
+    for uri in sorted(uris):
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+            continue  # never create a store by looking at it
+        try:
+            client = mlflow.MlflowClient(uri)
+            experiment = client.get_experiment_by_name(EXPERIMENT)
+            stale = dead_process_runs(client, experiment.experiment_id, "compare") if experiment is not None else []
+        except Exception as exc:  # noqa: BLE001 - an unreachable store is itself a finding
+            problems.append((uri, f"MLflow store unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"))
+            continue
+        problems += [(uri, (f"MLflow compare run '{r.info.run_name}' ({r.info.run_id}) is RUNNING but {stale_reason(r)} "
+                            "(the next compare in this store marks it KILLED)")) for r in stale]
     return problems
 
 

@@ -6,10 +6,16 @@ import datetime as _dt
 import json
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlffbench.errors import RunError
+
+if TYPE_CHECKING:
+    from mlffbench.splits import Split
+    from mlffbench.stats import DatasetStats
+    from mlffbench.training.config import TrainConfig
 
 CONFIG = "config.json"
 SPLIT = "split.json"
@@ -56,3 +62,59 @@ def existing_run_dir(path: Path) -> Path:
     if not (path / CONFIG).is_file():
         raise RunError(f"'{path}' is not a run directory (no {CONFIG})")
     return path
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The files of a run directory, read and typed: ``config.json`` (model, dataset, its card,
+    model and training configuration, imported weights, data directory, the raw record),
+    ``split.json``, ``stats.json`` and, where the run got that far, ``metrics.json`` and
+    ``history.json``. What :meth:`mlffbench.trained.TrainedModel.from_run` restores a model from."""
+
+    run_dir: Path
+    model: str
+    dataset: str
+    model_config: dict[str, Any]
+    train: TrainConfig
+    stats: DatasetStats
+    split: Split
+    init_from: Path | None
+    data_dir: Path | None
+    config: dict[str, Any]
+    metrics: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunRecord:
+        """The record of ``run_dir`` (RunError naming what is missing or unreadable)."""
+        from mlffbench.splits import Split
+        from mlffbench.stats import DatasetStats
+        from mlffbench.training.config import TrainConfig, from_dict
+
+        run_dir = existing_run_dir(run_dir)
+        config = read_json(run_dir / CONFIG)
+        try:
+            model, train = str(config["model"]), from_dict(TrainConfig, config["train"], "training")
+            model_config = dict(config["model_config"])
+        except KeyError as exc:
+            raise RunError(f"'{run_dir / CONFIG}' lacks the field {exc}") from None
+        return cls(
+            run_dir=run_dir,
+            model=model,
+            dataset=str(config.get("dataset", "")),
+            model_config=model_config,
+            train=train,
+            stats=DatasetStats.from_dict(read_json(run_dir / STATS)),
+            split=Split.load(run_dir / SPLIT),
+            init_from=Path(config["init_from"]) if config.get("init_from") else None,
+            data_dir=Path(config["data_dir"]) if config.get("data_dir") else None,
+            config=config,
+            metrics=read_json(run_dir / METRICS) if (run_dir / METRICS).is_file() else None,
+            history=read_json(run_dir / HISTORY) if (run_dir / HISTORY).is_file() else None,
+        )
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """The path of the ``best`` or ``last`` checkpoint (it may not exist)."""
+        from mlffbench.training.loop import BEST, LAST
+
+        return self.run_dir / CHECKPOINTS / (BEST if which == "best" else LAST)

@@ -1,24 +1,8 @@
-"""Process set-up that must happen before the heavy libraries run: the host memory allocator.
+"""Process set-up of the commands that train or time: XLA's CPU flags and the host allocator.
 
-Training a force field allocates and frees the same large temporaries every step (XLA's
-per-execution buffers of the second-order force-loss step run to gigabytes; PyTorch's eager
-tensors to megabytes). glibc's defaults hand every allocation above 128 KiB (dynamically up to
-32 MiB) to a fresh ``mmap`` and give it back on ``free``, so each step touches newly mapped
-pages: the JAT EAN train step (batch 8, 2-core CPU) takes about 300,000 minor page faults,
-each one a kernel entry plus zeroing a page. Keeping freed memory in the process and reusing it
-removes them: the same step ran 1.8x faster (10.1-10.4 vs 18.4-18.9 configurations/s, same
-process load), and the SchNet step 1.24x (its faults went from ~100,000 per epoch to none).
-
-The thresholds have to be in place when the process starts (``mallopt`` at run time cannot
-raise the mmap threshold past 2 GiB nor move allocations of already-running threads to the
-main arena), so the ``mlffbench`` command re-executes itself once with ``GLIBC_TUNABLES``
-set (:func:`reexec_with_tuned_allocator`): the mmap threshold at 4 GiB, the trim threshold
-at 8 GiB, one arena (large allocations from worker threads would otherwise still be mapped
-afresh: per-thread heaps are limited to 64 MiB). The cost is memory: up to the trim threshold
-of freed memory stays with the process for reuse.
-
-Only on Linux with glibc; nothing changes when ``GLIBC_TUNABLES`` already sets any malloc
-tunable (the user's choice wins) or when ``MLFFBENCH_SYSTEM_MALLOC=1``.
+Nothing here runs on import; :func:`prepare_process` is the one explicit step, taken by the
+``mlffbench`` commands that train or time (see :mod:`mlffbench.cli.process`). Why the two settings
+exist and what they were measured to gain: ``docs/process-setup.md``.
 """
 
 from __future__ import annotations
@@ -33,10 +17,29 @@ TUNABLES = (
     "glibc.malloc.trim_threshold=8589934592",
     "glibc.malloc.arena_max=1",
 )
+# XLA's CPU YNNPACK fusions, switched off (an empty list of fusion types): docs/process-setup.md
+XLA_YNN_FLAG = "xla_cpu_experimental_ynn_fusion_type"
 
 
 def _is_glibc() -> bool:
     return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+
+
+def xla_flags(environ: dict[str, str] | None = None) -> str | None:
+    """The ``XLA_FLAGS`` value with the YNNPACK fusions off, or None when nothing is to change
+    (``XLA_FLAGS`` already mentions them: the user's choice wins)."""
+    current = (os.environ if environ is None else environ).get("XLA_FLAGS", "")
+    if XLA_YNN_FLAG in current:
+        return None
+    return f"{current} --{XLA_YNN_FLAG}=".strip()
+
+
+def set_xla_flags() -> None:
+    """Put :func:`xla_flags` into ``os.environ``. XLA reads ``XLA_FLAGS`` once, when jax starts
+    its backend: call this before the first ``import jax`` of the process (it does not affect GPUs)."""
+    value = xla_flags()
+    if value is not None:
+        os.environ["XLA_FLAGS"] = value
 
 
 def tuned_environment(environ: dict[str, str] | None = None) -> dict[str, str] | None:
@@ -58,7 +61,7 @@ def allocator() -> str:
 
 
 def reexec_with_tuned_allocator() -> None:
-    """Replace this process by the same command with the tuned allocator (see the module doc).
+    """Replace this process by the same command with the tuned allocator (docs/process-setup.md).
 
     Call it first thing in an entry point, before threads or large allocations exist. Returns
     without doing anything when the environment is already tuned, opted out, or not glibc.
@@ -70,3 +73,17 @@ def reexec_with_tuned_allocator() -> None:
     sys.stderr.flush()
     # the interpreter's own command line (options, -m/-c, script and arguments), unchanged
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def prepare_process(*, reexec: bool = True) -> None:
+    """The set-up of a process that trains or times: XLA's CPU flags into ``os.environ``, then
+    (``reexec``) the same command re-executed with the tuned allocator, which inherits the flags.
+
+    Both are recorded with the results (``metrics.json`` ``host_allocator``; ``XLA_FLAGS`` in the
+    machine fingerprint of ``bench`` and ``compare``). Call it before jax is imported and before
+    threads or large allocations exist; ``reexec=False`` sets the flags only (a process that is not
+    the ``mlffbench`` command, e.g. a test session).
+    """
+    set_xla_flags()
+    if reexec:
+        reexec_with_tuned_allocator()

@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from mlffbench.errors import DataError
+
+
+class ModelStats(Protocol):
+    """What a model builder (``ModelSpec.build(config, stats)``) reads of the statistics:
+    the species table and the per-species reference energies. :class:`DatasetStats` (the
+    training statistics) and :class:`SpeciesStats` (a restored or test model's species
+    alone) are such statistics."""
+
+    @property
+    def species(self) -> Sequence[int]:
+        """Atomic numbers; model species index i is ``species[i]``."""
+        ...
+
+    @property
+    def reference_energies(self) -> Sequence[float] | np.ndarray:
+        """eV per atom of each species (a builder uses them where its config shifts energies)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SpeciesStats:
+    """The statistics a model is built from when there is no training set at hand (a
+    restored model, a test): its species and their reference energies, unchecked."""
+
+    species: tuple[int, ...]
+    reference_energies: Sequence[float] | np.ndarray
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ points at a tracking server shared by a team instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -90,17 +91,7 @@ class MlflowTracker(Callback):
     def backfill(self, checkpoint_dir: Path) -> None:
         """On resume: log the checkpoint's epochs this MLflow run lacks (a run killed between
         its checkpoint and its metrics, or a new MLflow run continuing a copy), each step once."""
-        from mlffbench.training import checkpoint
-
-        last = Path(checkpoint_dir) / "last.ckpt"
-        if not last.is_file():
-            return
-        loop, _ = checkpoint.load(last)
-        client = self.mlflow.MlflowClient()
-        logged = {m.step for m in client.get_metric_history(self.run_id, "train_loss")}
-        for record in loop.get("history", []):
-            if record["epoch"] not in logged:
-                self.on_epoch_end(record["epoch"] - 1, record)
+        backfill_run(self.mlflow.MlflowClient(), self.run_id, checkpoint_dir)
 
     def log_params(self, params: dict[str, Any]) -> None:
         flat = flatten("", params, {})
@@ -110,10 +101,7 @@ class MlflowTracker(Callback):
             self.mlflow.log_params(fresh)
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        metrics = {"train_loss": record["train_loss"], "lr_last": record["lr_last"], "train_configs_per_s": record["train_configs_per_s"]}
-        for k, v in record["val"].items():
-            metrics[f"val_{k}"] = v
-        self.mlflow.log_metrics(metrics, step=record["epoch"])
+        self.mlflow.log_metrics(epoch_metrics(record), step=record["epoch"])
 
     def on_evaluation(self, epoch: int, step: int, steps: int, val: dict[str, Any]) -> None:
         """Validation within an epoch (asked for by e.g. tune's pruning): step = optimizer steps so far."""
@@ -128,15 +116,60 @@ class MlflowTracker(Callback):
         self.mlflow.set_tags({"split_fingerprint": metrics.get("split_fingerprint", ""), "run_dir": str(run_dir),
                                "mlffbench.status": "finished"})
         for path in sorted(Path(run_dir).rglob("*")):
-            if path.is_file() and not path.name.startswith("."):
+            # status.json is the live state of the process (written after this), not the run's content
+            if path.is_file() and not path.name.startswith(".") and path.name != "status.json":
                 rel = path.parent.relative_to(run_dir)
                 self.mlflow.log_artifact(str(path), artifact_path=None if str(rel) == "." else str(rel))
         self.mlflow.end_run()
 
-    def abort(self, status: str = "KILLED", reason: str = "") -> None:
-        """End the MLflow run as KILLED (interrupted) or FAILED, with the reason as a tag."""
+    def abort(self, status: str = "KILLED", reason: str = "", checkpoint_dir: Path | None = None) -> None:
+        """End the MLflow run as KILLED (interrupted) or FAILED, with the reason as a tag, and
+        with every epoch of the last checkpoint (``checkpoint_dir``: one the run stopped before
+        logging); by its id, so that an interruption after :meth:`finish` never starts another run."""
+        active = self.mlflow.active_run()
         try:
-            self.mlflow.set_tags({"mlffbench.status": "interrupted" if status == "KILLED" else "failed",
-                                  "mlffbench.reason": reason[:5000]})
+            client = self.mlflow.MlflowClient()
+            if checkpoint_dir is not None:
+                with contextlib.suppress(Exception):  # e.g. an unreadable checkpoint: the run's own error says why
+                    backfill_run(client, self.run_id, checkpoint_dir)
+            end_run(client, self.run_id, status, reason)
         finally:
-            self.mlflow.end_run(status=status)
+            if active is not None and active.info.run_id == self.run_id:
+                self.mlflow.end_run(status=status)
+
+
+def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
+    """The MLflow metrics of one epoch of the history (logged at step = the epoch)."""
+    metrics = {"train_loss": record["train_loss"], "lr_last": record["lr_last"], "train_configs_per_s": record["train_configs_per_s"]}
+    for k, v in record["val"].items():
+        metrics[f"val_{k}"] = v
+    return metrics
+
+
+def backfill_run(client, run_id: str, checkpoint_dir: Path) -> None:
+    """Log the epochs of the last checkpoint that MLflow run ``run_id`` lacks, each step once
+    (a run stopped between its checkpoint and its metrics, or a new MLflow run continuing a copy)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    from mlffbench.training import checkpoint
+
+    last = Path(checkpoint_dir) / "last.ckpt"
+    if not last.is_file():
+        return
+    loop, _ = checkpoint.load(last)
+    logged = {m.step for m in client.get_metric_history(run_id, "train_loss")}
+    now = int(time.time() * 1000)
+    for record in loop.get("history", []):
+        if record["epoch"] not in logged:
+            client.log_batch(run_id, metrics=[Metric(k, float(v), now, record["epoch"]) for k, v in epoch_metrics(record).items()])
+
+
+def end_run(client, run_id: str, status: str, reason: str = "") -> None:
+    """End MLflow run ``run_id`` as KILLED (``mlffbench.status`` interrupted) or FAILED
+    (failed), with the one-line ``reason`` as the ``mlffbench.reason`` tag."""
+    client.set_tag(run_id, "mlffbench.status", "interrupted" if status == "KILLED" else "failed")
+    if reason:
+        client.set_tag(run_id, "mlffbench.reason", reason[:5000])
+    client.set_terminated(run_id, status)

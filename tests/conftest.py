@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from mlffbench import runtime
+
+# The tests train with the XLA CPU flags of the commands that train or time, set here before any
+# test imports jax (importing mlffbench changes nothing; docs/process-setup.md).
+runtime.set_xla_flags()
+
 
 def _data_dir() -> Path:
     env = os.environ.get("MLFFBENCH_DATA_DIR", "").strip()

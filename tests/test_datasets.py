@@ -348,7 +348,7 @@ def test_describe_ean_matches_the_reference_statistics(load):
     assert d["periodic"] == "yes"
     np.testing.assert_allclose(d["cell"], [12.9] * 3, atol=1e-6)
     assert d["has_energy"] and d["has_forces"] and not d["has_stress"]
-    # MODELS.md §1.3: −5.6226 eV/atom, force component std 0.769 eV/Å, mean |F_c| 0.440 eV/Å
+    # docs/models/data.md §3: −5.6226 eV/atom, force component std 0.769 eV/Å, mean |F_c| 0.440 eV/Å
     assert d["energy_per_atom_mean"] == pytest.approx(-5.6226, abs=1e-4)
     assert d["force_component_std"] == pytest.approx(0.769, abs=1e-3)
     assert d["force_mean_abs"] == pytest.approx(0.440, abs=1e-3)

@@ -53,7 +53,7 @@ def test_ean_neighbour_counts_match_models_md():
     assert table.n_configs == 75
     degrees = table.degrees(ds.n_atoms)
     assert degrees.max() == 74
-    # MODELS.md §1.3 counts 225 self loops too: max 12,513 and mean 12,422 per configuration
+    # docs/models/data.md §3 counts 225 self loops too: max 12,513 and mean 12,422 per configuration
     assert table.n_edges.max() + 225 == 12513
     assert round(float(table.n_edges.mean()) + 225) == 12422
     # full list: every atom sends as many edges as it receives

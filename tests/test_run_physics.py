@@ -250,10 +250,10 @@ def test_scan_of_botnet_diatomic_curves(data_dir):
 def test_bond_scan_force_is_minus_the_energy_slope(run_dir, ean, tmp_path):
     """The N–O stretch of the first nitrate of EAN (atoms 165, 166): the projected force is
     −dE/dd of the scanned energy (central differences of the curve)."""
-    from mlffbench.restore import load_run
     from mlffbench.scan import scan_bond
+    from mlffbench.trained import TrainedModel
 
-    predictor = load_run(run_dir, dtype="float64").predictor()
+    predictor = TrainedModel.from_run(run_dir, dtype="float64").predictor()
     config = Configuration.from_dataset(ean, 0)
     assert (config.numbers[165], config.numbers[166]) == (7, 8)
     d = np.linspace(1.1, 1.4, 16)

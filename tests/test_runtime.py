@@ -1,4 +1,5 @@
-"""The host-allocator set-up of the ``mlffbench`` command (mlffbench.runtime)."""
+"""The process set-up of the commands that train or time (mlffbench.runtime.prepare_process): the
+tuned host allocator and XLA's CPU flags. That only those commands take it: test_process_setup.py."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from mlffbench import runtime
 
 glibc = pytest.mark.skipif(not runtime._is_glibc(), reason="glibc malloc tunables only")
 
-# A child that re-executes itself with the tuned allocator, then frees and re-allocates a
+# A child that sets itself up as the commands that train or time do (XLA's flags, then a re-execution
+# with the tuned allocator), then frees and re-allocates a
 # 64 MiB buffer 10 times (above glibc's largest dynamic mmap threshold, 32 MiB), writing to every page, and reports its minor page faults.
 CHILD = """
 import json, resource, sys
 import numpy as np
-from mlffbench.runtime import allocator, reexec_with_tuned_allocator
-reexec_with_tuned_allocator()
+import os
+from mlffbench.runtime import allocator, prepare_process
+prepare_process()
 n = 64 * 2**20 // 8
 np.ones(n)  # first touch of the memory
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -27,12 +30,12 @@ for _ in range(10):
     a = np.ones(n)
     del a
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-print(json.dumps({"allocator": allocator(), "faults": faults, "argv": sys.argv[1:]}))
+print(json.dumps({"allocator": allocator(), "faults": faults, "argv": sys.argv[1:], "xla_flags": os.environ.get("XLA_FLAGS")}))
 """
 
 
 def _child(env_changes: dict[str, str | None], *args: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", runtime.OPT_OUT)}
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "XLA_FLAGS", runtime.OPT_OUT)}
     env.update({k: v for k, v in env_changes.items() if v is not None})
     env["NUMPY_MADVISE_HUGEPAGE"] = "0"  # 4 KiB pages, so that faults count pages
     out = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True, timeout=120, check=True)
@@ -55,6 +58,8 @@ def test_reexec_keeps_the_command_line_and_stops_the_page_faults_of_reused_buffe
     assert tuned["argv"] == system["argv"] == ["run", "--x=1"]
     assert tuned["allocator"] == ":".join(runtime.TUNABLES)
     assert system["allocator"] == "system"
+    # XLA's flags are set before the re-execution, which inherits them, and without one too
+    assert tuned["xla_flags"] == system["xla_flags"] == f"--{runtime.XLA_YNN_FLAG}="
     pages = 64 * 2**20 // 4096
     # the system allocator maps every 64 MiB buffer afresh (10 x 16,384 faults); the tuned one reuses it
     assert system["faults"] > 5 * pages

@@ -60,7 +60,7 @@ def test_ean_scales_and_neighbours():
     ds = _raw.ean()
     table = compute_neighbors(ds, 5.0)
     stats = compute_stats(ds, np.arange(75), table)
-    # MODELS.md §1.3: force components std 0.769 eV/Å with mean about 0
+    # docs/models/data.md §3: force components std 0.769 eV/Å with mean about 0
     assert stats.force_rms == pytest.approx(0.769, abs=0.005)
     # 12,422 directed edges per configuration including 225 self loops -> 54.2 neighbours per atom
     assert stats.mean_neighbors == pytest.approx((12422 - 225) / 225, abs=0.01)

@@ -156,7 +156,9 @@ def test_stress_loss_changes_the_gradient_only_through_stress(kind, data):
 
     jax = pytest.importorskip("jax")
     ds, batcher = data
-    with jax.enable_x64(True):
+    from mlffbench.backends.jax.precision import float64_scope
+
+    with float64_scope():
         make = BACKENDS[kind]
         plain, stressed = make(loss="mse"), make(loss="mse", stress_weight=1.0)
         batch = batcher.make_batch([0, 1, 2, 7])  # three cells and the free cluster
@@ -193,20 +195,30 @@ def test_stress_metrics_equal_numpy_and_mask_the_free_cluster(data):
     assert constant_stress_baseline(train, test) == pytest.approx(np.mean(np.abs(test - train.mean(axis=0))), rel=1e-12)
 
 
+def _model_on(ds, split, stats, batcher, backend):
+    """A TrainedModel on ``ds`` (no spec, card or neighbour lists: the offset fit needs none)."""
+    from mlffbench.trained import ModelData, TrainedModel
+
+    data = ModelData(None, ds, split, None, batcher)
+    return TrainedModel(None, None, backend.config, stats, backend, None, label="toy", data=data)
+
+
 @pytest.mark.parametrize("kind", ["torch", "jax"])
 def test_offsets_reach_the_least_squares_optimum_and_keep_forces(kind, data, tmp_path):
-    from mlffbench.experiment import Prepared, fit_offsets_after_training
+    from mlffbench.experiment import fit_offsets_after_training
     from mlffbench.stats import composition_counts, compute_stats
 
     jax = pytest.importorskip("jax")
     ds, batcher = data
     split = SimpleNamespace(train=np.arange(6), val=np.array([6]), test=np.array([7]))
-    with jax.enable_x64(True):
+    from mlffbench.backends.jax.precision import float64_scope
+
+    with float64_scope():
         backend = BACKENDS[kind]()  # energy_weight 0: force-only
         state = backend.init(0, batcher.make_batch([0]))
         e0, f0 = backend.predict(state, batcher.make_batch(list(range(8)), batch_size=8))
         stats = compute_stats(ds, split.train)
-        prepared = Prepared(None, None, ds, split, None, stats, None, backend.config, batcher, backend)
+        prepared = _model_on(ds, split, stats, batcher, backend)
         result = SimpleNamespace(best_state=state, loop=SimpleNamespace(epoch=1))
         folder = tmp_path
         record = fit_offsets_after_training(prepared, result, folder, has_energy=True)
@@ -226,7 +238,7 @@ def test_offsets_reach_the_least_squares_optimum_and_keep_forces(kind, data, tmp
 
 def test_rank_deficient_composition_gets_the_minimum_norm_offsets(data, tmp_path):
     """Cu only in training (one composition): the offsets are the minimum-norm solution, 0 for Al."""
-    from mlffbench.experiment import Prepared, fit_offsets_after_training
+    from mlffbench.experiment import fit_offsets_after_training
     from mlffbench.stats import compute_stats
 
     pytest.importorskip("torch")
@@ -235,7 +247,7 @@ def test_rank_deficient_composition_gets_the_minimum_norm_offsets(data, tmp_path
     backend = _torch_backend()
     state = backend.init(0, batcher.make_batch([0]))
     energy, _ = backend.predict(state, batcher.make_batch([0, 4]))
-    prepared = Prepared(None, None, ds, split, None, compute_stats(ds, split.train), None, backend.config, batcher, backend)
+    prepared = _model_on(ds, split, compute_stats(ds, split.train), batcher, backend)
     record = fit_offsets_after_training(prepared, SimpleNamespace(best_state=state, loop=SimpleNamespace(epoch=1)),
                                         tmp_path, has_energy=True)
     assert record["energy_offsets"]["Al"] == 0.0
@@ -280,11 +292,12 @@ def test_force_only_run_offsets_survive_restore_and_stress_is_reported(tmp_path)
     calculator and the run handle; the test energy error of restored predictions equals metrics.json."""
     from mlffbench.ase import calculator
     from mlffbench.experiment import RunOptions, train_and_evaluate
-    from mlffbench.trained import from_run, predictions
+    from mlffbench.trained import TrainedModel
 
     frames = emt_atoms(24, seed=3, free=False)
     path = _write_extxyz(frames, tmp_path / "cual.xyz")
-    options = RunOptions(model="jat", dataset=str(path), train_params={"epochs": 1, "batch_size": 4}, runs_dir=tmp_path / "runs",
+    small = {"layer_dims": [8, 8], "embed_d": 8, "readout_dims": [8], "cutoff": 3.0}  # compiles in seconds
+    options = RunOptions(model="jat", dataset=str(path), model_params=small, train_params={"epochs": 1, "batch_size": 4}, runs_dir=tmp_path / "runs",
                          tracking=False, progress=False)
     from mlffbench.datasets import user
 
@@ -298,9 +311,9 @@ def test_force_only_run_offsets_survive_restore_and_stress_is_reported(tmp_path)
     assert "stress_mae" in metrics["test"] and metrics["constant_stress_mae"] > 0
     offsets = json.loads((run_dir / "stats.json").read_text())["energy_offsets"]
     assert len(offsets) == 2 and any(abs(v) > 0 for v in offsets)
-    handle = from_run(run_dir)
-    test = np.asarray(handle.split.test)
-    pred = predictions(handle, test)
+    handle = TrainedModel.from_run(run_dir, with_data=True)
+    test = np.asarray(handle.require_data().split.test)
+    pred = handle.predictions(test)
     mae = np.mean(np.abs(pred["energy_pred"] - pred["energy_ref"]) / pred["n_atoms"])
     assert mae == pytest.approx(metrics["test"]["energy_mae_per_atom"], rel=1e-5)
     calc = calculator(run_dir)

@@ -80,7 +80,9 @@ def test_log_cosh_equals_the_jax_definition():
     x = np.array([-300.0, -3.0, -0.2, -1e-3, 0.0, 1e-3, 0.05, 2.0, 500.0])
     for p in (0.1, 1.0, 10.0):
         ours = pointwise("log-cosh", torch.as_tensor(x), p).numpy()
-        with jax.enable_x64(True):
+        from mlffbench.backends.jax.precision import float64_scope
+
+        with float64_scope():
             theirs = np.asarray(jax_pointwise("log-cosh", jax.numpy.asarray(x), p))
         np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
         small = np.abs(p * x) < 20
@@ -101,7 +103,9 @@ def test_optimizer_equals_optax(optimizer, weight_decay):
     params = {"a": rng.normal(size=(3, 2)), "b": rng.normal(size=4)}
     grads = [{k: rng.normal(size=v.shape) * 10 ** rng.uniform(-3, 1) for k, v in params.items()} for _ in range(6)]
     lrs = [1e-3, 3e-3, 2e-3, 5e-4, 1e-2, 1e-3]
-    with jax.enable_x64(True):
+    from mlffbench.backends.jax.precision import float64_scope
+
+    with float64_scope():
         tx = make_optimizer(config)
         jp = {k: jax.numpy.asarray(v) for k, v in params.items()}
         state = tx.init(jp)

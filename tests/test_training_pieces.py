@@ -1,4 +1,4 @@
-"""Schedule and loss against the values computed with the original codes (MODELS.md §2)."""
+"""Schedule and loss against the values computed with the original codes (docs/models/training.md)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ def test_log_cosh_matches_reference_and_is_stable(reference):
     from mlffbench.backends.jax.losses import log_cosh
 
     x = np.asarray(reference["log_cosh"]["x"])
-    with jax.enable_x64(True):
+    from mlffbench.backends.jax.precision import float64_scope
+
+    with float64_scope():
         for p in (0.1, 1.0, 10.0):
             np.testing.assert_allclose(np.asarray(log_cosh(jnp.asarray(x), p)), reference["log_cosh"][f"p={p}"], rtol=1e-9, atol=1e-12)
         grad = jax.grad(lambda v: log_cosh(v, 10.0))(0.3)

@@ -16,8 +16,10 @@ import pytest
 from mlffbench import units
 from mlffbench.errors import DataError
 
+# a tiny SchNet (PyTorch: nothing to compile) for one epoch: these tests are about the data path
 QUICK = ["--epochs", "1", "--batch-size", "4", "--seed", "0", "--no-progress", "--no-tracking",
-         "-p", "layer_dims=[8,8]", "-p", "embed_d=8", "-p", "cutoff=3.0", "-t", "eval_batch_size=8"]
+         "-p", "hidden_channels=16", "-p", "num_filters=16", "-p", "num_interactions=1", "-p", "num_gaussians=10",
+         "-p", "cutoff=3.0", "-t", "eval_batch_size=8"]
 
 
 # ------------------------------------------------------------------ data
@@ -241,7 +243,7 @@ def test_show_and_run_on_real_data_extxyz(ethanol_xyz, tmp_path):
     info = json.loads((tmp_path / "info.json").read_text())
     assert info["configurations"] == 25
     runs_dir = tmp_path / "runs"
-    args = ["run", "jat", "--dataset", str(ethanol_xyz), "--runs-dir", str(runs_dir), *QUICK]
+    args = ["run", "schnet", "--dataset", str(ethanol_xyz), "--runs-dir", str(runs_dir), *QUICK]
     first, second = cli(args), cli(args)
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir())
@@ -255,10 +257,10 @@ def test_show_and_run_on_real_data_extxyz(ethanol_xyz, tmp_path):
     from mlffbench.compare import check_same_split
 
     assert check_same_split(dirs)  # two runs on the same file: provably the same split
-    from mlffbench.trained import from_run
+    from mlffbench.trained import TrainedModel
 
-    handle = from_run(dirs[0])  # restored from the recorded card, with no options retyped
-    assert handle.card.name == "ethanol" and handle.dataset.n_configs == 25
+    data = TrainedModel.from_run(dirs[0], with_data=True).require_data()  # restored from the recorded card, with no options retyped
+    assert data.card.name == "ethanol" and data.dataset.n_configs == 25
 
 
 @pytest.mark.slow
@@ -266,10 +268,10 @@ def test_run_on_neuralil_types_and_periodic_stress(frames, variants, tmp_path):
     path = write_neuralil(frames, tmp_path / "alloy.jsonl")
     out = cli(["datasets", "show", str(path)])
     assert out.exit_code == 0 and "Al" in out.output, out.output
-    out = cli(["run", "jat", "--dataset", str(path), "--runs-dir", str(tmp_path / "runs"), *QUICK])
+    out = cli(["run", "schnet", "--dataset", str(path), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     assert out.exit_code == 0, out.output
     kbar = variants["kbar"][0]
-    out = cli(["run", "jat", "--dataset", str(kbar), "--unit", "stress=kbar", "--stress-sign", "vasp",
+    out = cli(["run", "schnet", "--dataset", str(kbar), "--unit", "stress=kbar", "--stress-sign", "vasp",
                "--key", "stress=pressure_kbar", "--runs-dir", str(tmp_path / "runs2"), *QUICK])
     assert out.exit_code == 0, out.output
     (run_dir,) = (tmp_path / "runs2").iterdir()
@@ -297,7 +299,7 @@ def test_user_card_folder_lists_trains_and_card_output_loads(variants, tmp_path)
     listed = cli(["datasets"], env={"MLFFBENCH_CARDS": str(cards), "COLUMNS": "250"})
     assert listed.exit_code == 0 and "emt-gpa" in listed.output and str(cards) in listed.output, listed.output
     runs_dir = tmp_path / "runs"
-    trained = cli(["run", "jat", "--dataset", "emt-gpa", "--runs-dir", str(runs_dir), *QUICK], env={"MLFFBENCH_CARDS": str(cards)})
+    trained = cli(["run", "schnet", "--dataset", "emt-gpa", "--runs-dir", str(runs_dir), *QUICK], env={"MLFFBENCH_CARDS": str(cards)})
     assert trained.exit_code == 0, trained.output
     (run_dir,) = runs_dir.iterdir()
     assert json.loads((run_dir / "config.json").read_text())["dataset_card"]["units"]["stress"] == "GPa"
@@ -309,7 +311,7 @@ def _nothing_written(runs_dir: Path) -> bool:
 
 
 def test_unknown_unit(variants, tmp_path):
-    out = cli(["run", "jat", "--dataset", str(variants["ev"][0]), "--unit", "stress=furlong", "--runs-dir", str(tmp_path), *QUICK])
+    out = cli(["run", "schnet", "--dataset", str(variants["ev"][0]), "--unit", "stress=furlong", "--runs-dir", str(tmp_path), *QUICK])
     one_error_line(out, "unknown stress unit 'furlong'", "--unit")
     assert _nothing_written(tmp_path)
 
@@ -317,7 +319,7 @@ def test_unknown_unit(variants, tmp_path):
 def test_file_ase_cannot_parse(tmp_path):
     bad = tmp_path / "broken.xyz"
     bad.write_text("3\nLattice=\"1 0 0 0 1 0 0 0 1\" Properties=species:S:1:pos:R:3\nCu 0 0 0\nCu 1 1\n")
-    out = cli(["run", "jat", "--dataset", str(bad), "--runs-dir", str(tmp_path / "runs"), *QUICK])
+    out = cli(["run", "schnet", "--dataset", str(bad), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     one_error_line(out, str(bad), "malformed extended XYZ")
     assert _nothing_written(tmp_path / "runs")
     outcar = tmp_path / "OUTCAR"
@@ -354,7 +356,7 @@ def test_nan_in_stress(frames, tmp_path):
     text[1] = text[1].replace(text[1].split('stress="')[1].split('"')[0],
                               " ".join(text[1].split('stress="')[1].split('"')[0].split()[:9]))
     path.write_text("\n".join(text) + "\n")
-    out = cli(["run", "jat", "--dataset", str(path), "--runs-dir", str(tmp_path / "runs"), *QUICK])
+    out = cli(["run", "schnet", "--dataset", str(path), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     one_error_line(out, f"{path} frame 0", "'stress' contains NaN or infinity")
     assert _nothing_written(tmp_path / "runs")
 
@@ -368,12 +370,12 @@ def test_card_with_missing_file_and_wrong_sha256(variants, tmp_path):
     assert cli(["datasets", "show", str(card)]).exit_code == 0
     missing = tmp_path / "missing.toml"
     missing.write_text(text.replace('path = "ev.xyz"', 'path = "gone.xyz"'))
-    out = cli(["run", "jat", "--dataset", str(missing), "--runs-dir", str(tmp_path / "runs"), *QUICK])
+    out = cli(["run", "schnet", "--dataset", str(missing), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     one_error_line(out, str(tmp_path / "gone.xyz"), "file not found")
     wrong = tmp_path / "wrong.toml"
     digest = next(line for line in text.splitlines() if line.startswith("sha256")).split('"')[1]
     wrong.write_text(text.replace(digest, "0" * 64).replace('path = "ev.xyz"', f'path = "{path}"'))
-    out = cli(["run", "jat", "--dataset", str(wrong), "--runs-dir", str(tmp_path / "runs"), *QUICK])
+    out = cli(["run", "schnet", "--dataset", str(wrong), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     one_error_line(out, str(path), f"has sha256 {digest}, expected {'0' * 64}")
     assert _nothing_written(tmp_path / "runs")
 
@@ -397,6 +399,6 @@ def test_max_configs_takes_the_first_n_of_each_file(data_dir):
 
 
 def test_failed_run_writes_no_run_directory(tmp_path):
-    out = cli(["run", "jat", "--dataset", "ean", "--runs-dir", str(tmp_path), "--split-policy", "files", *QUICK])
+    out = cli(["run", "schnet", "--dataset", "ean", "--runs-dir", str(tmp_path), "--split-policy", "files", *QUICK])
     assert out.exit_code == 2, out.output
     assert _nothing_written(tmp_path)

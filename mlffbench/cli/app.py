@@ -10,6 +10,7 @@ import click
 
 from mlffbench import __version__, settings
 from mlffbench.cli.dataopts import data_options
+from mlffbench.cli.process import trains_or_times
 from mlffbench.errors import ConfigError, MlffbenchError
 
 
@@ -360,6 +361,7 @@ def _report(run_dir: Path, metrics: dict) -> None:
 @_run_options
 @data_options
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Continue this run directory.")
+@trains_or_times
 def run(model, resume, **kwargs) -> None:
     """Train MODEL on a dataset and evaluate it on the held-out parts."""
     from mlffbench.experiment import train_and_evaluate
@@ -382,7 +384,8 @@ def runs_command(runs_dir: Path | None, json_path: Path | None, check: bool) -> 
     from mlffbench import run_records
     from mlffbench.runs import write_json
 
-    rows = run_records.list_runs(settings.path("runs_dir", runs_dir))
+    folder = settings.path("runs_dir", runs_dir)
+    rows = run_records.list_runs(folder)
     if check:
         for row in rows:
             row["problems"] = run_records.check(Path(row["run_dir"]))
@@ -396,6 +399,7 @@ def runs_command(runs_dir: Path | None, json_path: Path | None, check: bool) -> 
     console = _console()
     console.print(table)
     problems = [(row["run_dir"], p) for row in rows for p in row.get("problems", [])]
+    problems += run_records.check_stores(folder, rows) if check else []  # e.g. a killed compare's parent run
     for run_dir, problem in problems:
         console.print(f"[red]disagreement:[/] {run_dir}: {problem}", highlight=False, soft_wrap=True)
     if check and not problems:
@@ -457,6 +461,7 @@ main.add_command(_compare_command)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir).")
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 @data_options
+@trains_or_times
 def tune(model, dataset, study, storage, trials, study_trials, epochs, trial_timeout, objective, pruner, sampler, seed,
          reports_per_epoch, max_configs, params, train_items, heartbeat, top, out_dir, data_dir, runs_dir, tracking_uri,
          no_tracking) -> None:
@@ -492,10 +497,11 @@ main.add_command(_scan_command)
 
 
 def entry() -> None:
-    """The console script: the tuned host allocator first (see :mod:`mlffbench.runtime`), then the CLI."""
-    from mlffbench.runtime import reexec_with_tuned_allocator
+    """The console script. The commands that train or time set up the process themselves, and may
+    re-execute it only from here (:mod:`mlffbench.cli.process`); the others leave it as it started."""
+    from mlffbench.cli import process
 
-    reexec_with_tuned_allocator()
+    process.console_script = True
     main()
 
 

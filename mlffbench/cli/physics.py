@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from mlffbench.cli.dataopts import data_options
+from mlffbench.cli.process import trains_or_times
 
 
 def _console():
@@ -68,28 +69,21 @@ def _start_configuration(model, dataset, config_index, data_dir):
     """(label, configuration ``config_index`` of ``dataset`` or of the run's dataset)."""
     from mlffbench.conformance.configurations import dataset_configurations
 
-    name = dataset or model.dataset
+    name = dataset or model.dataset_name
     if not name:
         from mlffbench.errors import ConfigError
 
         raise ConfigError("the run names no dataset: pass --dataset")
-    record = Path(model.source) / "config.json" if model.source else None
-    if not dataset and record is not None and record.is_file():  # the run's own card (a file's card too)
+    if not dataset and model.run is not None:  # the run's own card (a file's card too)
         from mlffbench.datasets.user import card_of_run
-        from mlffbench.runs import read_json
 
-        name = card_of_run(read_json(record))
+        name = card_of_run(model.run.config)
     ((label, config),) = dataset_configurations(name, (config_index,), data_dir or _run_data_dir(model))
     return label, config
 
 
 def _run_data_dir(model):
-    import json
-
-    try:
-        return json.loads((Path(model.source) / "config.json").read_text()).get("data_dir")
-    except (OSError, ValueError):
-        return None
+    return model.run.data_dir if model.run is not None else None
 
 
 def _out_dir(out, run_dir: Path, what: str) -> Path:
@@ -119,6 +113,7 @@ def _out_dir(out, run_dir: Path, what: str) -> Path:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder (default: RUN_DIR/md-TIME).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the dataset files (default: the run's, else $MLFFBENCH_DATA_DIR).")
 @data_options
+@trains_or_times
 def md(run_dir, steps, ensemble, temperature, timestep, thermostat, friction, taut, dataset, config_index, seed,
        traj_interval, dtype, checkpoint, plant, out, data_dir) -> None:
     """Molecular dynamics with the model of RUN_DIR (ASE): trajectory, NVE drift, temperature,
@@ -126,11 +121,11 @@ def md(run_dir, steps, ensemble, temperature, timestep, thermostat, friction, ta
     from rich.table import Table
 
     from mlffbench.md import MDOptions, run_md
-    from mlffbench.restore import load_run
+    from mlffbench.trained import TrainedModel
 
     options = MDOptions(steps=steps, ensemble=ensemble, temperature_K=temperature, timestep_fs=timestep, thermostat=thermostat,
                         friction_per_fs=friction, taut_fs=taut, seed=seed, trajectory_interval=traj_interval)
-    model = load_run(run_dir, checkpoint=checkpoint, dtype=dtype)
+    model = TrainedModel.from_run(run_dir, checkpoint=checkpoint, dtype=dtype)
     label, config = _start_configuration(model, dataset, config_index, data_dir)
     predictor = model.predictor()
     if plant:
@@ -177,11 +172,11 @@ def scan(run_dir, dataset, curves, bond, config_index, span, dtype, checkpoint, 
     from rich.table import Table
 
     from mlffbench.errors import ConfigError
-    from mlffbench.restore import load_run
     from mlffbench.runs import write_json
     from mlffbench.scan import plot, scan_bond, scan_curves
+    from mlffbench.trained import TrainedModel
 
-    model = load_run(run_dir, checkpoint=checkpoint, dtype=dtype)
+    model = TrainedModel.from_run(run_dir, checkpoint=checkpoint, dtype=dtype)
     predictor = model.predictor()
     out_dir = _out_dir(out, run_dir, "scan")
     if bond:

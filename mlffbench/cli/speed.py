@@ -12,6 +12,7 @@ import click
 
 from mlffbench import settings
 from mlffbench.cli.dataopts import data_options
+from mlffbench.cli.process import trains_or_times
 from mlffbench.errors import ConfigError
 
 
@@ -59,6 +60,7 @@ def _console(stderr: bool = False):
 @click.option("--sweep-repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed calls per supercell size.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the numbers to this JSON file.")
 @data_options
+@trains_or_times
 def bench(model, dataset, run_dir, params, train_items, batch_size, dtype, max_configs, init_from, data_dir, repeats, warmup,
           train_steps, infer_batch, sweep, sweep_repeats, json_path) -> None:
     """Training and inference speed of MODEL: compilation apart, synchronised clocks, median and IQR."""
@@ -122,6 +124,7 @@ def _model_params(items) -> dict[str, dict]:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the numbers to this JSON file.")
 @data_options
+@trains_or_times
 def compare(models, dataset, epochs, budget_s, seeds, split_seed, params, train_items, max_configs, run_dirs, no_reuse, target, repeats,
             train_steps, out_dir, data_dir, runs_dir, tracking_uri, no_tracking, no_progress, json_path) -> None:
     """Train (or reuse) MODELS on one split and compare accuracy and speed side by side."""

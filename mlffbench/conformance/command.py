@@ -34,7 +34,7 @@ def check_model(
     from mlffbench.errors import ConfigError
     from mlffbench.experiment import resolve_configs
     from mlffbench.plugins import get_registry
-    from mlffbench.restore import build_model, load_run, with_dtype
+    from mlffbench.trained import TrainedModel, with_dtype
     from mlffbench.training.config import TrainConfig
 
     registry = get_registry()
@@ -42,7 +42,7 @@ def check_model(
     if (path / "config.json").is_file():
         if init_from is not None or model_params:
             raise ConfigError("--init-from and --param apply to a model name, not to a run directory")
-        model = load_run(path, checkpoint=checkpoint, dtype=dtype, registry=registry)
+        model = TrainedModel.from_run(path, checkpoint=checkpoint, dtype=dtype, registry=registry)
     else:
         if target not in registry.models and (path.exists() or "/" in target):
             raise ConfigError(f"'{target}' is neither a model name nor a run directory (no config.json)")
@@ -54,8 +54,10 @@ def check_model(
         config = with_dtype(config, dtype)
         species = _dataset_species(card, data_dir)
         train = dataclasses.replace(TrainConfig(), dtype=dtype, seed=seed)
-        model = build_model(spec, config, species, train_config=train, seed=seed, weights=init_from,
-                            source=str(init_from or f"seed {seed}"))
+        if init_from is not None:
+            model = TrainedModel.from_weights(spec, config, species, init_from, train_config=train, source=str(init_from))
+        else:
+            model = TrainedModel.fresh(spec, config, species, train_config=train, seed=seed, source=f"seed {seed}")
     if dataset:
         configs = dataset_configurations(dataset, config_indices, data_dir)
     else:

@@ -1,4 +1,4 @@
-"""The model under test of a model plugin: a :class:`mlffbench.restore.LoadedModel` wrapped for
+"""The model under test of a model plugin: a :class:`mlffbench.trained.TrainedModel` wrapped for
 the suite, with a save/load round trip through a checkpoint file and seeded re-initialisation."""
 
 from __future__ import annotations
@@ -6,18 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlffbench.conformance.checks import ModelUnderTest
-from mlffbench.restore import LoadedModel, build_model, restore_state
+from mlffbench.trained import TrainedModel
 
 
-def model_under_test(model: LoadedModel, name: str | None = None, seed: int = 0) -> ModelUnderTest:
+def model_under_test(model: TrainedModel, name: str | None = None, seed: int = 0) -> ModelUnderTest:
     """The suite's view of ``model`` (its hard cutoff as its spec declares)."""
 
-    def fresh(s: int) -> LoadedModel:
-        # the same potential (architecture, output scale), new parameters: nothing to recompile
-        return build_model(
-            model.spec, model.model_config, model.species, model.reference_energies, model.train_config, seed=s,
-            potential=model.backend.potential,
-        )
+    def fresh(s: int) -> TrainedModel:
+        # the same backend (architecture, output scale), new parameters: nothing to recompile
+        return model.reseeded(s)
 
     def save_load(folder: Path):
         from mlffbench.training import checkpoint
@@ -26,7 +23,7 @@ def model_under_test(model: LoadedModel, name: str | None = None, seed: int = 0)
         checkpoint.save(path, {"model": model.spec.name}, model.state_bytes())
         other = fresh(seed + 1000)  # other parameters until the checkpoint replaces them
         _, blob = checkpoint.load(path)
-        return restore_state(other, blob).predictor()
+        return other.with_state_bytes(blob).predictor()
 
     return ModelUnderTest(
         predictor=model.predictor(),
@@ -53,12 +50,15 @@ def plugin_model(
     import dataclasses
 
     from mlffbench.plugins import get_registry
-    from mlffbench.restore import with_dtype
+    from mlffbench.trained import with_dtype
     from mlffbench.training.config import TrainConfig
 
     spec = get_registry().model(model_name)
     config = model_config if model_config is not None else spec.config_class(**config_values)
     config = with_dtype(config, dtype)
     train = dataclasses.replace(TrainConfig(), dtype=dtype, seed=seed)
-    loaded = build_model(spec, config, species, reference_energies, train, seed=seed, weights=weights)
-    return model_under_test(loaded, seed=seed)
+    if weights is not None:
+        model = TrainedModel.from_weights(spec, config, species, weights, reference_energies=reference_energies, train_config=train)
+    else:
+        model = TrainedModel.fresh(spec, config, species, reference_energies=reference_energies, train_config=train, seed=seed)
+    return model_under_test(model, seed=seed)

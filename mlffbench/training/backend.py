@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
 from mlffbench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlffbench.graph.batching import GraphBatch
+    from mlffbench.predictor import BackendPredictor
+    from mlffbench.training.config import TrainConfig
 
 BACKENDS = {
     "jax": "mlffbench.backends.jax.trainer:JaxBackend",
     "torch": "mlffbench.backends.torch.trainer:TorchBackend",
 }
 
+State = TypeVar("State")  # a backend's training state (parameters and optimizer state)
 
-class Backend(ABC):
+
+class Backend(ABC, Generic[State]):
     """One model, one training configuration, one framework.
+
+    ``Backend(potential, train_config, force_rms=...)``: ``potential`` is what the model
+    spec's ``build`` returned (the backend's ``Potential``), ``force_rms`` the training
+    statistics' force scale (eV/Å) that ``TrainConfig.calibrate_output`` targets.
 
     A state is opaque to the loop: parameters plus optimizer state. Every method taking
     a batch takes a :class:`mlffbench.graph.batching.GraphBatch` (numpy) and converts it.
@@ -25,13 +38,28 @@ class Backend(ABC):
     """
 
     name: str = ""
+    compile_count: int = 0
+    compile_seconds: float = 0.0
+
+    def __init__(self, potential: Any, train_config: TrainConfig, force_rms: float = 1.0) -> None:
+        self.potential = potential
+        self.config = train_config
+        self.force_rms = float(force_rms)
+        self.compile_count = 0
+        self.compile_seconds = 0.0
+
+    @classmethod
+    def precision(cls, dtype: str) -> contextlib.AbstractContextManager[Any]:
+        """Context in which a potential of ``dtype`` ("float32"/"float64") is built for this
+        backend (none needed by default; the JAX backend scopes 64-bit JAX)."""
+        return contextlib.nullcontext()
 
     @abstractmethod
-    def init(self, seed: int, example) -> Any:
+    def init(self, seed: int, example: GraphBatch) -> State:
         """Fresh state: parameters from ``seed`` and a zeroed optimizer."""
 
     @abstractmethod
-    def train_step(self, state: Any, batch, lr: float) -> tuple[Any, Any]:
+    def train_step(self, state: State, batch: GraphBatch, lr: float) -> tuple[State, Any]:
         """One optimizer step; returns (state, loss) where loss may still be on the device."""
 
     @abstractmethod
@@ -39,40 +67,47 @@ class Backend(ABC):
         """Wait for the device and return the loss as a Python float."""
 
     @abstractmethod
-    def predict(self, state: Any, batch) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, state: State, batch: GraphBatch) -> tuple[np.ndarray, np.ndarray]:
         """(energy per graph, forces per atom) as numpy arrays (waits for the device)."""
 
-    def predict_with_stress(self, state: Any, batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def predict_with_stress(self, state: State, batch: GraphBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(energy per graph, forces per atom, stress per graph (G, 3, 3) eV/Å³, ASE sign)."""
         raise NotImplementedError(f"the {self.name or type(self).__name__} backend does not predict stress")
 
-    def add_energy_offsets(self, offsets) -> None:
+    def add_energy_offsets(self, offsets: Sequence[float] | np.ndarray) -> None:
         """Add per-species energy offsets (eV, in species-table order) to the model's reference
         energies, so every later prediction includes them (fitted after force-only training)."""
         raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot shift energies")
 
     @abstractmethod
-    def state_to_bytes(self, state: Any) -> bytes:
+    def state_to_bytes(self, state: State) -> bytes:
         """Serialise a whole state (parameters and optimizer)."""
 
     @abstractmethod
-    def state_from_bytes(self, template: Any, data: bytes) -> Any:
+    def state_from_bytes(self, template: State, data: bytes) -> State:
         """Restore a state serialised by :meth:`state_to_bytes` into ``template``'s structure."""
 
+    def saved_output_scale(self, data: bytes) -> float | None:
+        """The potential's output scale recorded in serialised state bytes (None: not recorded)."""
+        return None
+
     @abstractmethod
-    def with_params(self, state: Any, params: Any) -> Any:
+    def with_params(self, state: State, params: Any) -> State:
         """The state with its parameters replaced (imported weights)."""
 
     @abstractmethod
-    def n_params(self, state: Any) -> int:
+    def n_params(self, state: State) -> int:
         """Number of trainable scalars."""
 
     @abstractmethod
     def environment(self) -> dict[str, str]:
         """Device description and framework versions, for the run record."""
 
-    compile_count: int = 0
-    compile_seconds: float = 0.0
+    def predictor(self, state: State, species: Sequence[int], cutoff: float) -> BackendPredictor:
+        """The model in ``state`` on plain configurations (:class:`mlffbench.predictor.BackendPredictor`)."""
+        from mlffbench.predictor import BackendPredictor
+
+        return BackendPredictor(self, state, species, cutoff)
 
     # ------------------------------------------------ timing (mlffbench.timing)
     def sync(self, value: Any) -> None:
@@ -82,7 +117,7 @@ class Backend(ABC):
         """Compilations done so far (process-wide where the framework counts them so)."""
         return int(self.compile_count)
 
-    def inference_fn(self, state: Any, batch):
+    def inference_fn(self, state: State, batch: GraphBatch) -> Callable[[], Any]:
         """A zero-argument callable computing energy and forces of ``batch`` with the data
         already on the device; its result is what :meth:`sync` waits for."""
         return lambda: self.predict(state, batch)
@@ -95,7 +130,7 @@ class Backend(ABC):
         """Start a new peak for :meth:`peak_device_memory` (where the framework can)."""
 
 
-def get_backend_class(name: str) -> type[Backend]:
+def get_backend_class(name: str) -> type[Backend[Any]]:
     """Import a backend lazily (jax/torch are imported only here)."""
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend '{name}' (known: {', '.join(BACKENDS)})")

@@ -2,7 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+
+class StopKind(enum.Enum):
+    """Why training ended before its epochs: the value is the recorded message's prefix
+    (``stopped`` in ``metrics.json``, e.g. ``"diverged: non-finite training loss at epoch 3"``)."""
+
+    DIVERGED = "diverged"  # a non-finite training loss or validation error
+    PRUNED = "pruned"  # the tuning study's pruner
+    EARLY_STOP = "early stop"  # ``patience`` epochs without a better validation error
+    TIME_BUDGET = "time budget"  # ``max_time_s`` spent
+    CALLBACK = "callback"  # any other callback's StopTraining (its message has no known prefix)
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """A structured stop reason: its ``kind`` and the one-line ``message`` the run records."""
+
+    kind: StopKind
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    @classmethod
+    def parse(cls, text: str | None) -> StopReason | None:
+        """The reason a recorded message stands for (None for ``""``: not stopped). A message
+        beginning with a kind's prefix is of that kind, any other a callback's."""
+        if not text:
+            return None
+        for kind in (StopKind.DIVERGED, StopKind.PRUNED, StopKind.EARLY_STOP, StopKind.TIME_BUDGET):
+            if text.startswith(kind.value):
+                return cls(kind, text)
+        return cls(StopKind.CALLBACK, text)
+
+
+def stop_kind(text: str | None) -> StopKind | None:
+    """The :class:`StopKind` of a recorded stop message (``metrics["stopped"]``, a trial's
+    reason), None when it is empty."""
+    reason = StopReason.parse(text)
+    return reason.kind if reason is not None else None
 
 
 class StopTraining(Exception):
@@ -10,7 +55,20 @@ class StopTraining(Exception):
 
     The loop finishes the epoch's bookkeeping, records the message as ``stopped`` and
     returns normally (used for pruning and divergence detection by ``mlffbench tune``).
+    ``kind``: the reason's :class:`StopKind`; None: the kind the message's prefix names
+    (:meth:`StopReason.parse`).
     """
+
+    def __init__(self, message: str = "", kind: StopKind | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def reason(self, default: str) -> StopReason:
+        """The structured reason; ``default`` is the message when the exception has none."""
+        message, kind = str(self) or default, getattr(self, "kind", None)
+        if kind is not None:
+            return StopReason(kind, message)
+        return StopReason.parse(message) or StopReason(StopKind.CALLBACK, message)
 
 
 class Callback:
@@ -43,8 +101,8 @@ class RichProgress(Callback):
 
         self.console = console or Console(stderr=True)
         self.description = description
-        self.progress = None
-        self.task = None
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
 
     def on_train_start(self, info: dict[str, Any]) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -77,6 +135,7 @@ class RichProgress(Callback):
         parts.append(f"{record['train_configs_per_s']:.1f} conf/s")
         done = min(round(self.trained + record["epoch_seconds"]), self.total) if self.by_time else epoch + 1
         self.trained += record["epoch_seconds"]
+        assert self.progress is not None and self.task is not None  # made by on_train_start
         self.progress.update(self.task, completed=done, status=" · ".join(parts))
 
     def on_train_end(self, summary: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ SCHEDULES = ("one-cycle-epoch", "one-cycle", "constant")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Loss semantics follow MODELS.md §2.1: ``log_cosh_p`` is the inverse scale.
+    """How to train. Loss semantics follow docs/models/training.md §1: ``log_cosh_p`` is the inverse scale.
 
     The loss of one configuration is ``force_weight · mean over its 3N force components of
     ℓ(ΔF) + energy_weight · ℓ_E(ΔE / N)``

@@ -32,19 +32,31 @@ class ErrorAccumulator:
             stress: np.ndarray | None = None) -> None:
         """One batch's predictions; ``stress`` (G, 3, 3) eV/Å³ where stress errors are wanted."""
         graphs = np.asarray(batch.graph_mask)
-        if has_energy:
-            de = (np.asarray(energy)[graphs] - batch.energy[graphs]) / batch.n_atoms[graphs]
-            self.de_per_atom.append(de)
-        if has_forces and forces is not None:
-            atoms = np.asarray(batch.atom_mask)
-            pf, rf = np.asarray(forces)[atoms], batch.forces[atoms]
+        atoms = np.asarray(batch.atom_mask)
+        mask = np.asarray(batch.stress_mask) & graphs if stress is not None else None
+        self.add_values(
+            energy=np.asarray(energy)[graphs] if has_energy else None,
+            energy_ref=batch.energy[graphs], n_atoms=batch.n_atoms[graphs],
+            forces=np.asarray(forces)[atoms] if has_forces and forces is not None else None, forces_ref=batch.forces[atoms],
+            stress=None if stress is None else np.asarray(stress)[mask], stress_ref=None if stress is None else batch.stress[mask],
+        )
+
+    def add_values(self, energy: np.ndarray | None = None, energy_ref: np.ndarray | None = None, n_atoms: np.ndarray | None = None,
+                   forces: np.ndarray | None = None, forces_ref: np.ndarray | None = None,
+                   stress: np.ndarray | None = None, stress_ref: np.ndarray | None = None) -> None:
+        """Predictions of real configurations and atoms (no padding): energies (C,) eV with their
+        references and atom counts, forces (A, 3) eV/Å, stress (S, 3, 3) eV/Å³ of the
+        configurations with a reference stress; a part left None is not counted."""
+        if energy is not None:
+            self.de_per_atom.append((np.asarray(energy) - energy_ref) / n_atoms)
+        if forces is not None:
+            pf, rf = np.asarray(forces), np.asarray(forces_ref)
             self.df.append((pf - rf).reshape(-1))
             if self.keep_forces:
                 self.pred_forces.append(pf)
                 self.ref_forces.append(rf)
         if stress is not None:
-            mask = np.asarray(batch.stress_mask) & np.asarray(batch.graph_mask)
-            self.ds.append((np.asarray(stress)[mask] - batch.stress[mask]).reshape(-1))
+            self.ds.append((np.asarray(stress) - stress_ref).reshape(-1))
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {}

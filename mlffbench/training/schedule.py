@@ -1,7 +1,7 @@
 """Learning-rate schedules, evaluated in numpy by the loop and passed to the backend per step.
 
 ``one-cycle`` follows optax's ``linear_onecycle_schedule`` semantics as the JAT and
-NeuralIL codes use it (MODELS.md §2.3): over n steps, linear from lr_min up to lr_max
+NeuralIL codes use it (docs/models/training.md §3): over n steps, linear from lr_min up to lr_max
 at step ⌊0.45 n⌋, down to lr_min at ⌊0.9 n⌋, then down to lr_min·lr_fin/lr_max at
 step n. With ``per_epoch`` the counter restarts every epoch (n = batches per epoch),
 as in the original codes; otherwise one cycle spans the whole run.

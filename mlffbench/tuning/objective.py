@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mlffbench.errors import ConfigError
-from mlffbench.training.callbacks import Callback, StopTraining
+from mlffbench.training.callbacks import Callback, StopKind, StopReason, StopTraining
 from mlffbench.tuning.settings import TuneSettings
 
 FAIL_REASON = "fail_reason"
-PRUNED_PREFIX = "pruned"
-DIVERGED_PREFIX = "diverged"
 
 
 class TrialDiverged(Exception):
@@ -54,25 +52,25 @@ class PruningCallback(Callback):
         if self.stopped:
             return
         if not math.isfinite(record["train_loss"]):
-            self._stop(f"{DIVERGED_PREFIX}: non-finite training loss in epoch {epoch + 1}")
+            self._stop(StopKind.DIVERGED, f"diverged: non-finite training loss in epoch {epoch + 1}")
         self._report(epoch, record["val"], f"epoch {epoch + 1}")
 
     def _report(self, epoch: int, val: dict[str, Any], where: str) -> None:
         score = "force_mae" if "force_mae" in val else "energy_mae_per_atom"
         value = val.get(score, math.nan)
         if not math.isfinite(value):
-            self._stop(f"{DIVERGED_PREFIX}: non-finite validation {score} at {where}")
+            self._stop(StopKind.DIVERGED, f"diverged: non-finite validation {score} at {where}")
         step = self.reports
         self.reports += 1
         if not self.prune:
             return
         self.trial.report(float(value), step)
         if self.trial.should_prune():
-            self._stop(f"{PRUNED_PREFIX} at {where}: validation {score} {value:.4g}")
+            self._stop(StopKind.PRUNED, f"pruned at {where}: validation {score} {value:.4g}")
 
-    def _stop(self, reason: str) -> None:
+    def _stop(self, kind: StopKind, reason: str) -> None:
         self.stopped = reason
-        raise StopTraining(reason)
+        raise StopTraining(reason, kind=kind)
 
 
 @dataclass
@@ -137,15 +135,15 @@ class TrialRunner:
                     trial.set_user_attr(f"val_{key}", val[key])
             trial.set_user_attr("wall_s", metrics.get("wall_s"))
             trial.set_user_attr("n_params", metrics.get("n_params"))
-            stopped = metrics.get("stopped") or ""
-            if stopped.startswith(DIVERGED_PREFIX):
-                raise TrialDiverged(stopped)
-            if stopped.startswith(PRUNED_PREFIX):
-                trial.set_user_attr("pruned_reason", stopped)
-                _tag(run_dir, self.tracking_uri, {"optuna.state": "PRUNED", "optuna.reason": stopped})
-                raise optuna.TrialPruned(stopped)
+            stop = StopReason.parse(metrics.get("stopped"))  # the recorded reason (metrics.json's text)
+            if stop is not None and stop.kind is StopKind.DIVERGED:
+                raise TrialDiverged(stop.message)
+            if stop is not None and stop.kind is StopKind.PRUNED:
+                trial.set_user_attr("pruned_reason", stop.message)
+                _tag(run_dir, self.tracking_uri, {"optuna.state": "PRUNED", "optuna.reason": stop.message})
+                raise optuna.TrialPruned(stop.message)
             if not math.isfinite(value):
-                raise TrialDiverged(f"{DIVERGED_PREFIX}: non-finite validation {score} after training")
+                raise TrialDiverged(f"diverged: non-finite validation {score} after training")
             _tag(run_dir, self.tracking_uri, {"optuna.state": "COMPLETE"})
             if not self.settings.multi:
                 return float(value)
@@ -160,10 +158,14 @@ class TrialRunner:
             raise
         except KeyboardInterrupt as exc:
             sigterm = type(exc).__name__ == "Terminated"  # mlffbench.run_records.Terminated
-            trial.set_user_attr(FAIL_REASON, "terminated (SIGTERM)" if sigterm else "interrupted (Ctrl-C)")
+            reason = "terminated (SIGTERM)" if sigterm else "interrupted (Ctrl-C)"
+            trial.set_user_attr(FAIL_REASON, reason)
+            tag_trial_runs(self.tracking_uri, self.study_name, trial.number, {"optuna.state": "FAIL", "optuna.reason": reason})
             raise
         except Exception as exc:
-            trial.set_user_attr(FAIL_REASON, f"{type(exc).__name__}: {exc}"[:2000])
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            trial.set_user_attr(FAIL_REASON, reason)
+            tag_trial_runs(self.tracking_uri, self.study_name, trial.number, {"optuna.state": "FAIL", "optuna.reason": reason})
             raise
 
 
@@ -174,15 +176,16 @@ def inference_us_per_atom_step(run_dir: Path, data_dir: Path | None, repeats: in
     import numpy as np
 
     from mlffbench import timing
-    from mlffbench.trained import from_run
+    from mlffbench.trained import TrainedModel
 
-    handle = from_run(run_dir, data_dir=data_dir)
-    s = handle.split
+    handle = TrainedModel.from_run(run_dir, with_data=True, data_dir=data_dir)
+    data = handle.require_data()
+    s = data.split
     idx = np.concatenate([np.asarray(s.test), np.asarray(s.val), np.asarray(s.train)]).astype(np.int64)
     size = handle.train_config.eval_batch_size
     if idx.size == 0:
         raise ConfigError("no configurations to time the model on")
-    batch = next(iter(handle.batcher.batches(idx[:size], batch_size=size)))
+    batch = next(iter(data.batcher.batches(idx[:size], batch_size=size)))
     return float(timing.inference_us_per_atom_step(handle.backend, handle.state, batch, repeats=repeats))
 
 
@@ -202,6 +205,28 @@ def _tag(run_dir: Path, tracking_uri: str | None, tags: dict[str, str]) -> None:
         client = mlflow.MlflowClient(tracking_uri)
         for key, value in tags.items():
             client.set_tag(run_id, key, value)
+
+
+def tag_trial_runs(tracking_uri: str | None, study_name: str, number: int, tags: dict[str, str]) -> None:
+    """Tags on the MLflow run(s) of trial ``number`` of a study, found by their tags (a trial
+    stopped before its run directory was known to it)."""
+    if not tracking_uri:
+        return
+    try:
+        import mlflow
+
+        from mlffbench.tracking import EXPERIMENT
+
+        client = mlflow.MlflowClient(tracking_uri)
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            return
+        query = f"tags.`mlffbench.study` = '{study_name}' and tags.`mlffbench.trial` = '{number}'"
+        for run in client.search_runs([experiment.experiment_id], filter_string=query, max_results=100):
+            for key, value in tags.items():
+                client.set_tag(run.info.run_id, key, str(value)[:5000])
+    except Exception:  # noqa: BLE001 - an unreachable store must not hide the trial's own error
+        return
 
 
 def _tag_trial_run(trial, tracking_uri: str | None, tags: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ never waits for a trial that nobody runs.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -92,6 +93,91 @@ def make_sampler(name: str, seed: int | None):
     raise ConfigError(f"unknown sampler '{name}' (known: tpe, random)")
 
 
+WORKER_ATTR = "worker"  # a trial's "HOST:PID"
+CREATOR_ATTR = "creator"  # the study's: "HOST:PID" of the worker that created it
+ADOPT_AFTER_S = 5.0
+
+
+def worker_name() -> str:
+    from mlffbench.run_records import host
+
+    return f"{host()}:{os.getpid()}"
+
+
+def worker_gone(name: str) -> bool:
+    """Whether the worker ``HOST:PID`` is a process of this host that no longer exists."""
+    from mlffbench.run_records import host, pid_alive
+
+    worker_host, _, pid = str(name).rpartition(":")
+    return worker_host == host() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
+
+
+def naming_worker(sampler):
+    """``sampler``, also naming this worker (the trial's ``worker`` attribute, ``HOST:PID``) on
+    every trial the moment it is created, before the objective runs: a worker killed at any
+    later moment leaves a trial :func:`fail_killed_workers` can tell is nobody's."""
+    import optuna
+
+    class Naming(optuna.samplers.BaseSampler):
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str):  # the wrapped sampler's other attributes
+            if name == "inner":
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+        def infer_relative_search_space(self, study, trial):
+            return self.inner.infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self.inner.sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self.inner.sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study, trial) -> None:
+            study._storage.set_trial_user_attr(trial._trial_id, WORKER_ATTR, worker_name())
+            self.inner.before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values) -> None:
+            self.inner.after_trial(study, trial, state, values)
+
+        def reseed_rng(self) -> None:
+            self.inner.reseed_rng()
+
+    return Naming(sampler)
+
+
+def fail_killed_workers(study, grace_s: float) -> list[int]:
+    """Mark FAIL (with the reason) the RUNNING trials whose worker is gone: its process on this
+    host is dead (kill -9, a crash: at once, not a heartbeat's grace period later), or the
+    trial has no worker name after ``grace_s`` (killed between creating and naming it, which
+    Optuna's heartbeat never catches: such a trial has no heartbeat). Returns their numbers."""
+    import datetime as _dt
+
+    import optuna
+
+    from mlffbench.tuning.objective import FAIL_REASON
+
+    now, failed = _dt.datetime.now(), []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
+        if worker and worker_gone(worker):
+            reason = "worker process {1} on {0} was killed".format(*worker.rsplit(":", 1))
+        elif not worker and trial.datetime_start and (now - trial.datetime_start).total_seconds() > grace_s:
+            reason = "its worker was killed before it started"
+        else:
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, reason)
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except (RuntimeError, optuna.exceptions.OptunaError):
+            continue  # another worker marked it first
+        failed.append(trial.number)
+    return failed
+
+
 def make_pruner(settings: TuneSettings):
     """Median or Hyperband over the validation reports (``reports_per_epoch`` per epoch)."""
     import optuna
@@ -109,7 +195,10 @@ def open_study(storage, name: str, given: TuneSettings | None, given_values: dic
     """Create study ``name`` or join it; returns ``(study, settings, created)``.
 
     Creation is decided by the database (one worker wins ``create_study``); a worker that
-    joins waits up to ``wait_s`` for the creator to store the settings.
+    joins waits up to ``wait_s`` for the creator to store the settings. A joining worker with
+    settings of its own stores them instead (and counts as the creator) when the creator was
+    killed before storing its own: its process on this host is gone, or it never named itself
+    within ``ADOPT_AFTER_S``.
     """
     import optuna
 
@@ -125,17 +214,24 @@ def open_study(storage, name: str, given: TuneSettings | None, given_values: dic
             study = optuna.create_study(
                 storage=storage, study_name=name, directions=directions, sampler=sampler, pruner=make_pruner(given)
             )
+            study.set_user_attr(CREATOR_ATTR, worker_name())
             study.set_user_attr(ATTR, given.to_dict())
             return study, given, True
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another worker created it first: join
-    deadline = time.monotonic() + wait_s
+    start = time.monotonic()
     while True:
         study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
         stored = study.user_attrs.get(ATTR)
         if stored is not None:
             break
-        if time.monotonic() > deadline:
+        creator = study.user_attrs.get(CREATOR_ATTR)
+        if given is not None and (worker_gone(creator) if creator else time.monotonic() - start > min(wait_s, ADOPT_AFTER_S)):
+            study.set_user_attr(CREATOR_ATTR, worker_name())
+            study.set_user_attr(ATTR, given.to_dict())
+            study.pruner = make_pruner(given)
+            return study, given, True
+        if time.monotonic() > start + wait_s:
             raise ConfigError(f"study '{name}' exists but holds no mlffbench settings (not made by `mlffbench tune`?)")
         time.sleep(0.5)
     settings = merge(TuneSettings.from_dict(stored), given_values, name)

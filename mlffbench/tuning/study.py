@@ -2,12 +2,14 @@
 
 Each worker runs ``trials`` trials (fewer when ``study_trials`` caps the whole study), so N
 workers started with ``--trials T`` add N·T trials to the study. A worker that starts first
-marks as FAIL the trials of killed workers whose heartbeat stopped, then carries on; every
-finished trial stays in the database.
+marks as FAIL the trials of killed workers (their heartbeat stopped, or their process on this
+host is gone), settles their run records (run directory failed, MLflow run FAILED), then
+carries on; every finished trial stays in the database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import math
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlffbench.errors import ConfigError
+from mlffbench.training.callbacks import StopKind, stop_kind
 from mlffbench.tuning.settings import DEFAULT_TRIAL_BUDGET_S, TRIAL_OVERHEAD_S, TuneSettings, default_reports_per_epoch, merge
 
 PARENT_ATTR = "mlflow_parent_run_id"
@@ -153,22 +156,62 @@ def _validate(runner, card) -> None:
     stress_use(ds, card, train_config)  # -t stress_weight=... needs stress in a declared unit
 
 
-def tune(options: TuneOptions, log=None) -> dict[str, Any]:
-    """Run this worker's trials and return the study summary (see :mod:`mlffbench.tuning.report`)."""
-    import optuna
+@dataclass
+class _Worker:
+    """This worker's study (created or joined), its settings and trial runner, and its MLflow
+    parent run once tracking started."""
 
-    from mlffbench.datasets.user import resolve_card
-    from mlffbench.plugins import get_registry
-    from mlffbench.tuning import report
-    from mlffbench.tuning.objective import FAIL_REASON, TrialDiverged, TrialRunner
-    from mlffbench.tuning.storage import default_storage, make_sampler, open_storage, open_study, quiet_optuna
+    name: str
+    storage_url: str
+    study: Any
+    settings: TuneSettings
+    spec: Any
+    runner: Any
+    created: bool
+    stale: list[int]  # trials of stopped workers this worker marked failed
+    tracking_uri: str | None = None
+    parent: str | None = None
+
+
+def tune(options: TuneOptions, log=None) -> dict[str, Any]:
+    """Run this worker's trials and return the study summary (see :mod:`mlffbench.tuning.report`).
+
+    Steps: check the values and open the study (:func:`_open_worker`, failing the trials of
+    killed workers), start tracking (:func:`_start_tracking`), run the trials
+    (:func:`_run_trials`), summarise (:func:`_summarize`). An interruption (SIGINT/SIGTERM)
+    or an error ends the study's MLflow run KILLED or FAILED with the reason; the next
+    worker sets it running again."""
+    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says what happened
     say = log or (lambda text: None)
+    worker = _open_worker(options)
+    say(f"study '{worker.name}' ({'created' if worker.created else 'joined'}) in {_redact(worker.storage_url)}: "
+        f"{worker.spec.name} on {worker.settings.dataset}, objective {','.join(worker.settings.objectives)}, "
+        f"{len(worker.study.trials)} trials so far"
+        + (f"; trials {worker.stale} of stopped workers marked failed" if worker.stale else ""))
+    _start_tracking(worker, options)
+    try:
+        _run_trials(worker, options, say)
+        summary = _summarize(worker, options)
+    except BaseException as exc:
+        _end_parent(worker, exc)
+        raise
+    if worker.parent and worker.tracking_uri:
+        _finish_parent(worker.parent, worker.tracking_uri, summary)
+    return summary
+
+
+def _plan(options: TuneOptions) -> tuple[Any, TuneSettings | None, dict[str, Any], str]:
+    """(the model's spec or None, the settings a new study would get, the values given, the
+    study's name), checked before the study exists: a bad value must not leave a study behind."""
+    from mlffbench.datasets.user import resolve_card
+    from mlffbench.plugins import get_registry
+    from mlffbench.tuning.objective import TrialRunner
+
     if options.trials < 0 or options.study_trials < 0:
         raise ConfigError("--trials and --study-trials must be >= 0")
-    registry = get_registry()
-    spec = registry.model(options.model) if options.model else None
+    spec = get_registry().model(options.model) if options.model else None
     if spec is not None and spec.search_space is None:
         raise ConfigError(f"model '{spec.name}' has no search space (its plugin registers none)")
     dataset_name = resolve_card(options.dataset).name if options.dataset else options.dataset
@@ -176,48 +219,112 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
     if options.study is None and new_settings is None:
         raise ConfigError("give MODEL and --dataset to start a study, or --study NAME to resume one")
     name = options.study or f"{options.model}-{dataset_name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    runs_dir = Path(options.runs_dir)
-    if new_settings is not None:  # before the study exists: a bad value must not leave a study behind
-        probe = TrialRunner(spec=spec, settings=new_settings, study_name=name, runs_dir=runs_dir,
+    if new_settings is not None:
+        probe = TrialRunner(spec=spec, settings=new_settings, study_name=name, runs_dir=Path(options.runs_dir),
                             data_dir=options.data_dir, download=options.download)
         _validate(probe, resolve_card(new_settings.dataset))
+    return spec, new_settings, given, name
+
+
+def _open_worker(options: TuneOptions) -> _Worker:
+    """Create or join the study and make this worker's trial runner; the trials of stopped
+    workers (heartbeat expired, or process gone on this host) are marked failed first."""
+    import optuna
+
+    from mlffbench.datasets.user import resolve_card
+    from mlffbench.plugins import get_registry
+    from mlffbench.tuning.objective import TrialRunner
+    from mlffbench.tuning.storage import (
+        default_storage,
+        fail_killed_workers,
+        make_sampler,
+        naming_worker,
+        open_storage,
+        open_study,
+        quiet_optuna,
+    )
+
+    spec, new_settings, given, name = _plan(options)
+    runs_dir = Path(options.runs_dir)
     storage_url = options.storage or default_storage(runs_dir)
     storage = open_storage(storage_url, options.heartbeat)
-    sampler = make_sampler(options.sampler, options.seed)
+    sampler = naming_worker(make_sampler(options.sampler, options.seed))
     with quiet_optuna():
         study, settings, created = open_study(storage, name, new_settings, given, sampler)
-        if spec is None:
-            spec = registry.model(settings.model)
+        spec = spec or get_registry().model(settings.model)
         if spec.search_space is None:
             raise ConfigError(f"model '{spec.name}' has no search space")
         before = {t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING}
         if options.model is None and (options.params or options.train_params):
             dims, model, train = _split_params(spec, options.params, options.train_params)
             merge(settings, {"fixed_dims": dims or None, "fixed_model": model or None, "fixed_train": train or None}, name)
-        data_dir = _data_dir(study, options.data_dir, created)
         runner = TrialRunner(
-            spec=spec, settings=settings, study_name=name, runs_dir=runs_dir / f"tune-{name}", data_dir=data_dir,
-            download=options.download,
+            spec=spec, settings=settings, study_name=name, runs_dir=runs_dir / f"tune-{name}",
+            data_dir=_data_dir(study, options.data_dir, created), download=options.download,
         )
         if new_settings is None:
             _validate(runner, resolve_card(settings.dataset))
+        fail_killed_workers(study, grace_s=2 * options.heartbeat)  # first: at once, and with the reason
         optuna.storages.fail_stale_trials(study)
         stale = [t.number for t in study.get_trials(deepcopy=False) if t.number in before and t.state == optuna.trial.TrialState.FAIL]
-    say(f"study '{name}' ({'created' if created else 'joined'}) in {_redact(storage_url)}: "
-        f"{spec.name} on {settings.dataset}, objective {','.join(settings.objectives)}, "
-        f"{len(study.trials)} trials so far" + (f"; trials {stale} of stopped workers marked failed" if stale else ""))
+    return _Worker(name=name, storage_url=storage_url, study=study, settings=settings, spec=spec, runner=runner,
+                   created=created, stale=stale)
 
-    tracking_uri = None
-    parent = None
+
+def _start_tracking(worker: _Worker, options: TuneOptions) -> None:
+    """The study's MLflow run (trials nest under it), and the records of the stopped workers'
+    trials settled: their MLflow runs tagged FAIL, their run directories (stale: the process
+    is gone) marked failed with their MLflow runs FAILED."""
+    from mlffbench import run_records
+    from mlffbench.tuning.objective import FAIL_REASON, tag_trial_runs
+
     if options.tracking:
         from mlffbench.tracking import default_tracking_uri
 
-        tracking_uri = options.tracking_uri or default_tracking_uri(runs_dir)
-        parent = _parent_run(study, name, settings, tracking_uri, runs_dir, created)
-        runner.tracking_uri, runner.parent_run_id = tracking_uri, parent
+        runs_dir = Path(options.runs_dir)
+        worker.tracking_uri = options.tracking_uri or default_tracking_uri(runs_dir)
+        worker.parent = _parent_run(worker.study, worker.name, worker.settings, worker.tracking_uri, runs_dir, worker.created)
+        worker.runner.tracking_uri, worker.runner.parent_run_id = worker.tracking_uri, worker.parent
+    for number in worker.stale:
+        reason = worker.study.trials[number].user_attrs.get(FAIL_REASON) or "its worker stopped (heartbeat expired)"
+        tag_trial_runs(worker.tracking_uri, worker.name, number, {"optuna.state": "FAIL", "optuna.reason": reason})
+    trial_runs = Path(worker.runner.runs_dir)
+    for run_dir in sorted(trial_runs.iterdir()) if trial_runs.is_dir() else []:
+        if run_records.is_run_dir(run_dir):
+            run_records.settle_stale(run_dir, "its tune worker was killed; the trial ended FAIL",
+                                     tags={"optuna.state": "FAIL"})
+
+
+def _run_trials(worker: _Worker, options: TuneOptions, say) -> None:
+    """This worker's share of the trials (``--trials``, capped by ``--study-trials``), one line each."""
+    import optuna
+
+    from mlffbench.tuning.objective import TrialDiverged
+    from mlffbench.tuning.storage import quiet_optuna
+
+    study = worker.study
+    progress = {"done": 0, "start": time.monotonic(), "planned": 0}
+    callbacks = [_after_trial(say, progress)]
+    n_trials = options.trials
+    if options.study_trials:
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        done = sum(1 for t in study.get_trials(deepcopy=False, states=states))
+        n_trials = max(0, min(n_trials, options.study_trials - done)) if options.trials else max(0, options.study_trials - done)
+        callbacks.append(optuna.study.MaxTrialsCallback(options.study_trials, states=states))
+    progress["planned"] = n_trials
+    say(_budget_text(worker.settings, options, n_trials))
+    _silence_libraries()
+    if n_trials:
+        with quiet_optuna():
+            study.optimize(worker.runner, n_trials=n_trials, catch=(Exception, TrialDiverged), callbacks=callbacks)
+
+
+def _after_trial(say, progress: dict[str, Any]):
+    """The callback after each trial: its line (state, values, reason, progress); the study
+    stops after MAX_CONSECUTIVE_ERRORS trials in a row failed with errors (not divergence)."""
+    from mlffbench.tuning.objective import FAIL_REASON
 
     errors = {"consecutive": 0}
-    progress = {"done": 0, "start": time.monotonic(), "planned": 0}
 
     def after_trial(study_, trial) -> None:
         _release_memory()
@@ -228,7 +335,7 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
         progress["done"] += 1
         say(f"trial {trial.number}: {state}" + (f" {shown}" if shown else "") + (f" — {reason}" if reason else "")
             + f" [{_progress_text(progress)}]")
-        if state == "FAIL" and not str(reason).startswith("diverged"):
+        if state == "FAIL" and stop_kind(str(reason)) is not StopKind.DIVERGED:  # an error, not a diverged trial
             errors["consecutive"] += 1
             if errors["consecutive"] >= MAX_CONSECUTIVE_ERRORS:
                 say(f"stopping: {MAX_CONSECUTIVE_ERRORS} trials in a row failed with errors (last: {reason})")
@@ -236,25 +343,34 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
         else:
             errors["consecutive"] = 0
 
-    callbacks = [after_trial]
-    n_trials = options.trials
-    if options.study_trials:
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        done = sum(1 for t in study.get_trials(deepcopy=False, states=states))
-        n_trials = max(0, min(n_trials, options.study_trials - done)) if options.trials else max(0, options.study_trials - done)
-        callbacks.append(optuna.study.MaxTrialsCallback(options.study_trials, states=states))
-    progress["planned"] = n_trials
-    say(_budget_text(settings, options, n_trials))
-    _silence_libraries()
+    return after_trial
+
+
+def _summarize(worker: _Worker, options: TuneOptions) -> dict[str, Any]:
+    """The study summary (:func:`mlffbench.tuning.report.summarize`: best trials, best config
+    and plots under ``--out``, default RUNS_DIR/tune-STUDY)."""
+    from mlffbench.tuning import report
+    from mlffbench.tuning.storage import quiet_optuna
+
+    out_dir = Path(options.out_dir) if options.out_dir else Path(options.runs_dir) / f"tune-{worker.name}"
     with quiet_optuna():
-        if n_trials:
-            study.optimize(runner, n_trials=n_trials, catch=(Exception, TrialDiverged), callbacks=callbacks)
-        out_dir = Path(options.out_dir) if options.out_dir else runs_dir / f"tune-{name}"
-        summary = report.summarize(study, spec, settings, runner, out_dir, top=options.top)
-    summary.update({"study": name, "storage": _redact(storage_url), "stale_marked_failed": stale})
-    if parent and tracking_uri:
-        _finish_parent(parent, tracking_uri, summary)
+        summary = report.summarize(worker.study, worker.spec, worker.settings, worker.runner, out_dir, top=options.top)
+    summary.update({"study": worker.name, "storage": _redact(worker.storage_url), "stale_marked_failed": worker.stale})
     return summary
+
+
+def _end_parent(worker: _Worker, exc: BaseException) -> None:
+    """The study's MLflow run after an interruption (KILLED) or an error (FAILED, the reason as a tag)."""
+    if not (worker.parent and worker.tracking_uri):
+        return
+    import mlflow
+
+    from mlffbench.run_records import ending
+    from mlffbench.tracking import end_run
+
+    _, status, reason = ending(exc)
+    with contextlib.suppress(Exception):  # the store's own failure must not hide the first error
+        end_run(mlflow.MlflowClient(worker.tracking_uri), worker.parent, status, reason)
 
 
 def _data_dir(study, given: Path | None, created: bool) -> Path | None:
@@ -296,31 +412,46 @@ def _silence_libraries() -> None:
 
 
 def _parent_run(study, name: str, settings: TuneSettings, tracking_uri: str, runs_dir: Path, created: bool) -> str:
-    """The study's MLflow run (created by the worker that created the study); trials nest under it."""
+    """The study's MLflow run (created by the worker that created the study, or by a joining
+    one when the creator is gone without making it); trials nest under it. Another RUNNING
+    run of the study (its maker killed before recording it in the study) ends KILLED."""
     import mlflow
 
     from mlffbench.tracking import experiment_id_for, flatten
+    from mlffbench.tuning.storage import CREATOR_ATTR, worker_gone
 
     _silence_libraries()
     client = mlflow.MlflowClient(tracking_uri)
+    experiment_id = experiment_id_for(client, tracking_uri, runs_dir)
     deadline = time.monotonic() + 60
+    creator = study.user_attrs.get(CREATOR_ATTR)
     while not created:
         run_id = study.user_attrs.get(PARENT_ATTR) or _reload_attr(study, PARENT_ATTR)
         if run_id:
             client.update_run(run_id, status="RUNNING")
+            _end_orphans(client, experiment_id, name, run_id)
             return run_id
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or (creator and worker_gone(creator)):
             break  # the creator died before making it: make it here
         time.sleep(0.5)
-    experiment_id = experiment_id_for(client, tracking_uri, runs_dir)
-    run = client.create_run(
+    run_id = client.create_run(
         experiment_id, run_name=f"tune-{name}", tags={"mlffbench.study": name, "mlffbench.role": "study"}
-    )
+    ).info.run_id
+    study.set_user_attr(PARENT_ATTR, run_id)
     params = flatten("", {"study": name, **settings.to_dict()}, {})
     for key, value in params.items():
-        client.log_param(run.info.run_id, key, str(value)[:6000])
-    study.set_user_attr(PARENT_ATTR, run.info.run_id)
-    return run.info.run_id
+        client.log_param(run_id, key, str(value)[:6000])
+    _end_orphans(client, experiment_id, name, run_id)
+    return run_id
+
+
+def _end_orphans(client, experiment_id: str, name: str, run_id: str) -> None:
+    from mlffbench.tracking import end_run
+
+    query = f"tags.`mlffbench.study` = '{name}' and tags.`mlffbench.role` = 'study' and attributes.status = 'RUNNING'"
+    for run in client.search_runs([experiment_id], filter_string=query, max_results=100):
+        if run.info.run_id != run_id:
+            end_run(client, run.info.run_id, "KILLED", f"its worker was killed before recording it in study '{name}'")
 
 
 def _reload_attr(study, key: str):

@@ -1,4 +1,4 @@
-"""Loss functions (JAX). log-cosh with the code's parameter semantics (MODELS.md §2.1)."""
+"""Loss functions (JAX). log-cosh with the code's parameter semantics (docs/models/training.md §1)."""
 
 from __future__ import annotations
 

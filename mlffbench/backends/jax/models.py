@@ -12,14 +12,15 @@ A module here is a flax module with the fields ``n_species`` (int) and ``config`
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mlffbench.backends.jax.potential import EdgeGraph
+from mlffbench.backends.jax.precision import float_dtype
 from mlffbench.errors import ConfigError
+from mlffbench.stats import ModelStats
 
 
 def param_dtype(config):
@@ -44,14 +45,13 @@ def example_graph(n_species: int, dtype=jnp.float32) -> EdgeGraph:
 
 def make_module(module_class, config_class, model: str, config, n_species: int, sorted_receivers: bool = False):
     """``module_class(n_species=…, config=…, sorted_receivers=…)`` after checking that
-    ``config`` is a ``config_class`` and that there is a species; a float64 config turns
-    64-bit JAX on. ``model`` names the plugin in errors."""
+    ``config`` is a ``config_class`` and that there is a species. A float64 model is built
+    and used inside :func:`mlffbench.backends.jax.precision.float64_scope` (the backend's
+    ``precision``); this never switches 64-bit JAX on. ``model`` names the plugin in errors."""
     if not isinstance(config, config_class):
         raise ConfigError(f"{model}: expected a {config_class.__name__}, got {type(config).__name__}")
     if int(n_species) < 1:
         raise ConfigError(f"{model}: the dataset statistics name no species")
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)  # as the JAX backend does for float64 training
     return module_class(n_species=int(n_species), config=config, sorted_receivers=sorted_receivers)
 
 
@@ -78,14 +78,14 @@ def param_shapes(module) -> dict[str, tuple[int, ...]]:
     return {"/".join(k.key for k in path): tuple(leaf.shape) for path, leaf in flat}
 
 
-def reference_energies(stats: Any, n_species: int, enabled: bool, model: str) -> np.ndarray:
+def reference_energies(stats: ModelStats, n_species: int, enabled: bool, model: str) -> np.ndarray:
     """The per-species reference energies (eV) of a potential: ``stats.reference_energies``
     (checked: ``n_species`` finite values) when ``enabled``, else zeros.
 
-    In float64 when 64-bit JAX is on, else float32: call it after the module is made (a
-    float64 model turns 64-bit JAX on). ``model`` names the plugin in errors.
+    In float64 inside a float64 scope (:func:`mlffbench.backends.jax.precision.float64_scope`),
+    else float32. ``model`` names the plugin in errors.
     """
-    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    dtype = float_dtype()
     if enabled:
         ref = np.asarray(stats.reference_energies, dtype=np.float64)
         if ref.shape != (n_species,) or not np.all(np.isfinite(ref)):

@@ -12,19 +12,17 @@ import jax
 import numpy as np
 import pytest
 
+from mlffbench.backends.jax.precision import float64_scope, float_dtype
 from mlffbench.backends.jax.trainer import to_device
+from mlffbench.stats import SpeciesStats
 from mlffbench.testing import EAN_SPECIES, ean_config, graph_batch
 
 
 @pytest.fixture
 def x64():
     """Run the test body with 64-bit JAX, restoring the previous setting afterwards."""
-    with jax.enable_x64(True):
+    with float64_scope(True):
         yield
-
-
-def float_dtype():
-    return np.float64 if jax.config.jax_enable_x64 else np.float32
 
 
 def with_positions(batch, positions):
@@ -68,7 +66,7 @@ class Evaluator:
         self.params = params
         self.shape = shape
         self.batch_size = batch_size
-        stats = SimpleNamespace(species=self.species, reference_energies=np.zeros(len(self.species)))
+        stats = SpeciesStats(species=self.species, reference_energies=np.zeros(len(self.species)))
         self.potential = pot = build(config, stats)
         # energies, forces and atomic energies in one compiled function
         self.evaluate_fn = jax.jit(lambda p, b: (*pot.energy_and_forces(p, b), pot.atomic_energies(p, b)))

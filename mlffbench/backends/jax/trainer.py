@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import platform
 import time
 from typing import Any, NamedTuple
@@ -14,6 +16,8 @@ from flax import serialization
 
 from mlffbench.backends.jax.losses import pointwise
 from mlffbench.backends.jax.potential import Batch, Potential
+from mlffbench.backends.jax.precision import float64_scope
+from mlffbench.errors import RunError
 from mlffbench.graph.batching import split_batch
 from mlffbench.training.backend import Backend
 from mlffbench.training.config import TrainConfig
@@ -34,6 +38,23 @@ jax.monitoring.register_event_duration_secs_listener(_on_event)
 def compilation_count() -> int:
     """XLA backend compilations in this process since this module was imported."""
     return _COMPILATIONS[0]
+
+
+# Serialised states: format 2 holds the state and the potential's output scale (set by the
+# output calibration at initialisation), so a restored model needs no training data. Format 1
+# (the bare flax state dict, no scale) still loads: the potential keeps the scale it has.
+STATE_FORMAT = "mlffbench-jax-state-2"
+
+
+def _scoped(method):
+    """Run a backend method (and, for a returned callable, its calls) in the backend's precision."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with float64_scope(self.config.dtype):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 class TrainState(NamedTuple):
@@ -70,23 +91,26 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(*parts)
 
 
-class JaxBackend(Backend):
+class JaxBackend(Backend[TrainState]):
     name = "jax"
+    potential: Potential
 
-    def __init__(self, potential: Potential, config: TrainConfig, force_rms: float = 1.0) -> None:
-        if config.dtype == "float64":
-            jax.config.update("jax_enable_x64", True)
-        self.potential = potential
-        self.config = config
-        self.force_rms = float(force_rms)
-        self.dtype = np.float64 if config.dtype == "float64" else np.float32
-        self.optimizer = make_optimizer(config)
-        self._train = {}
-        self._predict = {}
-        self.compile_count = 0
-        self.compile_seconds = 0.0
+    def __init__(self, potential: Potential, train_config: TrainConfig, force_rms: float = 1.0) -> None:
+        # 64-bit JAX is never switched on for the process: every method working on arrays runs
+        # inside float64_scope (see _scoped), as does building a float64 potential (precision())
+        super().__init__(potential, train_config, force_rms)
+        self.dtype = np.float64 if train_config.dtype == "float64" else np.float32
+        self.optimizer = make_optimizer(train_config)
+        self._train: dict[Any, Any] = {}
+        self._predict: dict[Any, Any] = {}
+
+    @classmethod
+    def precision(cls, dtype: str) -> contextlib.AbstractContextManager:
+        """64-bit JAX for a float64 ``dtype`` (restored afterwards)."""
+        return float64_scope(dtype)
 
     # ------------------------------------------------------------------ state
+    @_scoped
     def init(self, seed: int, example) -> TrainState:
         batch = to_device(example, self.dtype)
         from mlffbench.backends.jax.potential import edge_vectors, make_graph
@@ -102,6 +126,7 @@ class JaxBackend(Backend):
                 self.potential.output_scale = self.force_rms / spread
         return TrainState(params, self.optimizer.init(params), jnp.zeros((), jnp.int32))
 
+    @_scoped
     def with_params(self, state: TrainState, params: Any) -> TrainState:
         """Imported weights are used as published: no output calibration."""
         self.potential.output_scale = 1.0
@@ -112,10 +137,38 @@ class JaxBackend(Backend):
         return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(state.params)))
 
     def state_to_bytes(self, state: TrainState) -> bytes:
-        return serialization.to_bytes(state)
+        return serialization.msgpack_serialize(
+            {"format": STATE_FORMAT, "state": serialization.to_state_dict(state), "output_scale": float(self.potential.output_scale)}
+        )
 
+    @staticmethod
+    def _unpack(data: bytes) -> tuple[dict, float | None]:
+        """(flax state dict, output scale or None for a format-1 state)."""
+        try:
+            raw = serialization.msgpack_restore(data)
+        except Exception as exc:  # noqa: BLE001 - any unreadable blob is one user-facing error
+            raise RunError(f"checkpoint state is not a JAX backend state ({type(exc).__name__})") from None
+        if not isinstance(raw, dict):
+            raise RunError("checkpoint state is not a JAX backend state (written by another backend?)")
+        if raw.get("format") == STATE_FORMAT:
+            return raw["state"], float(raw["output_scale"])
+        return raw, None
+
+    def saved_output_scale(self, data: bytes) -> float | None:
+        return self._unpack(data)[1]
+
+    @_scoped
     def state_from_bytes(self, template: TrainState, data: bytes) -> TrainState:
-        return serialization.from_bytes(template, data)
+        state, scale = self._unpack(data)
+        if scale is not None:
+            self.potential.output_scale = scale
+        restored = serialization.from_state_dict(template, state)
+
+        def in_dtype(x):  # a state saved in another precision (a float32 run checked in float64), as the torch backend does
+            dtype = getattr(x, "dtype", None)
+            return x.astype(self.dtype) if dtype is not None and np.issubdtype(dtype, np.floating) and dtype != self.dtype else x
+
+        return jax.tree_util.tree_map(in_dtype, restored)
 
     # ------------------------------------------------------------------ steps
     def _loss_sum(self, params, batch: Batch, targets=None):
@@ -168,7 +221,11 @@ class JaxBackend(Backend):
         return loss + part_loss, jax.tree_util.tree_map(jnp.add, grads, part_grads)
 
     def _compiled(self, table: dict, fn, key, *args):
-        """Compile ``fn`` ahead of time once per bucket shape, timing the compilation."""
+        """Compile ``fn`` ahead of time once per bucket shape, timing the compilation.
+
+        The output scale is a constant of the compiled function, hence part of the key (a
+        restored state may bring another one)."""
+        key = (key, float(self.potential.output_scale))
         if key not in table:
             t0 = time.perf_counter()
             table[key] = jax.jit(fn).lower(*args).compile()
@@ -180,6 +237,7 @@ class JaxBackend(Backend):
     def _shape_key(batch: Batch):
         return (batch.positions.shape[0], batch.senders.shape[0], batch.cell.shape[0])
 
+    @_scoped
     def train_step(self, state: TrainState, batch, lr: float):
         lr = jnp.asarray(lr, self.dtype)
         size = self.config.micro_batch_size
@@ -204,18 +262,21 @@ class JaxBackend(Backend):
     def loss_value(self, loss) -> float:
         return float(jax.block_until_ready(loss))
 
+    @_scoped
     def predict(self, state: TrainState, batch):
         dev = to_device(batch, self.dtype)
         fn = self._compiled(self._predict, self.potential.energy_and_forces, self._shape_key(dev), state.params, dev)
         energy, forces = jax.block_until_ready(fn(state.params, dev))
         return np.asarray(energy, np.float64), np.asarray(forces, np.float64)
 
+    @_scoped
     def predict_with_stress(self, state: TrainState, batch):
         dev = to_device(batch, self.dtype)
         fn = self._compiled(self._predict, self.potential.energy_forces_stress, ("stress", *self._shape_key(dev)), state.params, dev)
         energy, forces, stress = jax.block_until_ready(fn(state.params, dev))
         return np.asarray(energy, np.float64), np.asarray(forces, np.float64), np.asarray(stress, np.float64)
 
+    @_scoped
     def add_energy_offsets(self, offsets) -> None:
         self.potential.add_energy_offsets(offsets)
         self._predict.clear()  # compiled with the old reference energies
@@ -229,12 +290,14 @@ class JaxBackend(Backend):
         """XLA compilations in this process so far (all functions, not only this backend's)."""
         return compilation_count()
 
+    @_scoped
     def inference_fn(self, state: TrainState, batch):
         dev = to_device(batch, self.dtype)
         params, key = state.params, self._shape_key(dev)
 
         def run():  # compiles on the first call (the protocol's warm-up), not here
-            return self._compiled(self._predict, self.potential.energy_and_forces, key, params, dev)(params, dev)
+            with float64_scope(self.config.dtype):
+                return self._compiled(self._predict, self.potential.energy_and_forces, key, params, dev)(params, dev)
 
         return run
 

@@ -1,4 +1,4 @@
-"""Loss functions (PyTorch), with the same semantics as the JAX ones (MODELS.md §2.1)."""
+"""Loss functions (PyTorch), with the same semantics as the JAX ones (docs/models/training.md §1)."""
 
 from __future__ import annotations
 

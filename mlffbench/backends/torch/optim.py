@@ -1,7 +1,7 @@
 """Functional optimizers with optax's semantics (the JAX backend's), for PyTorch tensors.
 
 Why not ``torch.optim``: the JAX backend chains optax's ``scale_by_yogi`` / ``scale_by_adam``,
-an optional ``add_decayed_weights`` and ``-lr`` (MODELS.md §2.2); the same arithmetic here
+an optional ``add_decayed_weights`` and ``-lr`` (docs/models/training.md §2); the same arithmetic here
 gives both backends one optimizer definition. States are immutable (every step returns new
 tensors), so a state the loop keeps as "best" is never changed by later steps.
 """

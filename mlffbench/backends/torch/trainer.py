@@ -92,24 +92,22 @@ def _reset_parameters(module: torch.nn.Module) -> None:
         _reset_parameters(child)
 
 
-class TorchBackend(Backend):
+class TorchBackend(Backend[TorchState]):
     name = "torch"
+    potential: Potential
 
-    def __init__(self, potential: Potential, config: TrainConfig, force_rms: float = 1.0, device: str | None = None) -> None:
+    def __init__(self, potential: Potential, train_config: TrainConfig, force_rms: float = 1.0,
+                 device: str | None = None) -> None:
         if not isinstance(potential, Potential):
             raise ConfigError(
                 f"the torch backend needs a mlffbench.backends.torch.potential.Potential, got {type(potential).__name__}"
             )
-        self.potential = potential
-        self.config = config
-        self.force_rms = float(force_rms)
-        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        super().__init__(potential, train_config, force_rms)
+        self.dtype = torch.float64 if train_config.dtype == "float64" else torch.float32
         self.device = select_device(device)
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)
-        self.optimizer = Optimizer(config)
-        self.compile_count = 0
-        self.compile_seconds = 0.0
+        self.optimizer = Optimizer(train_config)
 
     # ------------------------------------------------------------------ state
     def to_device(self, batch) -> Batch:
@@ -174,13 +172,21 @@ class TorchBackend(Backend):
         torch.save(blob, buf)
         return buf.getvalue()
 
-    def state_from_bytes(self, template: TorchState, data: bytes) -> TorchState:
+    @staticmethod
+    def _blob(data: bytes) -> dict:
         try:
             blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable blob is one user-facing error
             raise RunError(f"checkpoint state is not a torch backend state ({type(exc).__name__})") from None
         if not isinstance(blob, dict) or blob.get("format") != "mlffbench-torch-state-1":
             raise RunError("checkpoint state is not a torch backend state (written by another backend?)")
+        return blob
+
+    def saved_output_scale(self, data: bytes) -> float | None:
+        return float(self._blob(data)["output_scale"])
+
+    def state_from_bytes(self, template: TorchState, data: bytes) -> TorchState:
+        blob = self._blob(data)
         params = blob["params"]
         if set(params) != set(template.params) or any(
             tuple(params[k].shape) != tuple(v.shape) for k, v in template.params.items()

@@ -1,32 +1,8 @@
 """JAT: sparse GATv2-style graph attention network potential (Hödl 2022), in Flax.
 
-Written from the specification in MODELS.md §3. Parameter paths equal the released
-checkpoint's (``embed``, ``core_model/jat_layers_k/DenseGeneral_0..3``, ``LayerNorm_0``,
-``core_model/Dense_0..4``, ``core_model/LayerNorm_0..3``, ``denormalizer``), so released
-weights load 1:1 (see :mod:`mlffbench_jat.weights`).
-
-One JAT layer (H heads, width D), for each receiver r over its incoming edges s → r and
-its self loop r → r (q = 0):
-
-    Q = h·W_s, K = h·W_r                                    (N, H, D), heads mixed
-    z_e = swish(Q[s] + K[r]) ‖ q_e^(k+1) for head k         (E, H, D+1), q = |d|²
-    l_e = a·z_e                                             (E, H), heads mixed
-    α_e = f_e exp(l_e) / Σ_{e'→r} f_e' exp(l_e')           segment softmax per head
-    h'_r = swish(Σ_e α_e Q[s_e]) + skip(h_r), then LayerNorm (not in the last layer)
-
-with f ≡ 1 for the original hard cutoff, or the cosine envelope (documented deviation).
-With ``edge_basis = n`` (deviation, the default for training from scratch) the
-pre-activation gains a radial term: z_e = swish(Q[s] + K[r] + φ(d_e)·W_edge), φ = n
-Gaussians of the distance times a cosine envelope (see :mod:`mlffbench_jat.config`).
-Self loops are not materialised as edges: their logits and messages are added per node,
-which keeps the core's edge arrays (and their ordering) untouched.
-
-Evaluation order (same sums, less work; the checkpoint and the numbers are unchanged to
-rounding): in the first layer h is the species embedding, so without an edge basis
-swish(Q[s] + K[r])·a takes one value per (sender species, receiver species) pair and
-Σ_e α_e Q[s_e] one value per sender species: that layer computes S² attention rows and
-(N, S, H) weight sums instead of (E, H, D) arrays. Contractions with the attention vector
-are written as multiply-and-sum (XLA's CPU dot over E needs a transposed copy).
+Written from docs/models/jat.md (the layer §4, the readout §5); parameter paths equal the released
+checkpoint's, so its weights load 1:1 (:mod:`mlffbench_jat.weights`). The order in which the
+sums are evaluated (self loops per node, the first layer per species pair): docs/models/jat.md §13.
 """
 
 from __future__ import annotations
@@ -40,6 +16,7 @@ from flax import linen as nn
 from mlffbench.backends.jax.models import init_params, make_module, param_shapes, reference_energies  # noqa: F401
 from mlffbench.backends.jax.models import param_dtype as _param_dtype
 from mlffbench.backends.jax.potential import EdgeGraph, Potential
+from mlffbench.stats import ModelStats
 from mlffbench_jat.config import JatConfig
 
 LAYERNORM_EPS = 1e-6
@@ -266,12 +243,12 @@ def make_model(config: JatConfig, n_species: int, sorted_receivers: bool = False
     return make_module(JatModel, JatConfig, "jat", config, n_species, sorted_receivers)
 
 
-def build(config: JatConfig, stats: Any) -> Potential:
+def build(config: JatConfig, stats: ModelStats) -> Potential:
     """The backend-level potential for ``config`` and the training statistics ``stats``.
 
     ``stats`` needs ``species`` (atomic numbers, the dataset's species order) and
     ``reference_energies`` (eV, one per species); the latter are used only when
-    ``config.species_energy_shift`` is on (the faithful model has none, MODELS.md §2.7).
+    ``config.species_energy_shift`` is on (the faithful model has none, docs/models/training.md §7).
 
     The model is told that receivers are sorted: the core's batches
     (:class:`mlffbench.graph.batching.GraphBatcher`) order edges by receiver and point

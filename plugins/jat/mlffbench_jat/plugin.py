@@ -28,7 +28,7 @@ def _cutoff(config: JatConfig) -> float:
 
 
 def _hard_cutoff(config: JatConfig) -> bool:
-    """The faithful model cuts attention at r_c: the energy jumps there (MODELS.md §8.3)."""
+    """The faithful model cuts attention at r_c: the energy jumps there (docs/models/checks.md §3)."""
     return config.cutoff_envelope == "none"
 
 

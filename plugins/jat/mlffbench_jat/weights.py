@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-
+from mlffbench.backends.jax.precision import float64_scope
 from mlffbench.backends.jax.weights import (
     PREFIX,
     check_metadata,
@@ -67,6 +66,6 @@ def load_weights(path: str | Path, config: JatConfig, species: Sequence[int] | N
     if order is not None:
         flat[EMBED] = flat[EMBED][order]
 
-    with jax.enable_x64(config.dtype == "float64"):  # a float64 config must not switch 64-bit JAX on for good
+    with float64_scope(config.dtype):  # a float64 config must not switch 64-bit JAX on for good
         expected = param_shapes(make_model(config, flat[EMBED].shape[0]))
         return checked_params(flat, expected, path, _param_dtype(config))

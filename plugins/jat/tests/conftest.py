@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jax
 import pytest
 
 from mlffbench.backends.jax import testing as jax_testing
+from mlffbench.backends.jax.precision import x64_enabled
 from mlffbench.backends.jax.testing import x64  # noqa: F401  (a fixture)
 from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, load_reference_values, reference_dir
 from mlffbench.testing import require_reference_file
@@ -78,7 +78,7 @@ def evaluator(weights_path):
     cache = {}
 
     def get(config, species=EAN_SPECIES):
-        key = (config, tuple(species), bool(jax.config.jax_enable_x64))
+        key = (config, tuple(species), x64_enabled())
         if key not in cache:
             params = load_weights(weights_path, config, species=species)
             cache[key] = Evaluator(config, species, params)

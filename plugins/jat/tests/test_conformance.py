@@ -39,7 +39,7 @@ def edge_basis_report(conformance, weights_path):
 
     from mlffbench.conformance import model_under_test
     from mlffbench.plugins import get_registry
-    from mlffbench.restore import build_model
+    from mlffbench.trained import TrainedModel
     from mlffbench.training.config import TrainConfig
     from mlffbench_jat.weights import load_weights
 
@@ -52,7 +52,7 @@ def edge_basis_report(conformance, weights_path):
         if name.startswith("jat_layers")
     }
     params = {**params, "core_model": {**params["core_model"], **layers}}
-    model = build_model(get_registry().model("jat"), config, (1, 6, 7, 8), train_config=TrainConfig(dtype="float64"), params=params)
+    model = TrainedModel.fresh(get_registry().model("jat"), config, (1, 6, 7, 8), train_config=TrainConfig(dtype="float64"), params=params)
     return conformance.run(model_under_test(model), only=EDGE_BASIS_CHECKS)
 
 

@@ -1,9 +1,7 @@
-"""Architecture, parameter layout and initialisation of the JAT modules (MODELS.md §3.3-3.6),
+"""Architecture, parameter layout and initialisation of the JAT modules (docs/models/jat.md §3-6),
 checked against the released checkpoint's inventory and an independent numpy forward pass."""
 
 from __future__ import annotations
-
-from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +11,7 @@ import pytest
 from mlffbench.backends.jax.potential import EdgeGraph
 from mlffbench.errors import ConfigError
 from mlffbench.graph.neighbors import neighbor_list
-from mlffbench.stats import compute_stats
+from mlffbench.stats import SpeciesStats, compute_stats
 from mlffbench_jat.config import ANI1_MODEL, JatConfig
 from mlffbench_jat.model import build, init_params, make_model, param_shapes
 
@@ -83,7 +81,7 @@ def _layer_norm(x, p):
 
 
 def numpy_atomic_energies(params, config, species, senders, receivers, vectors):
-    """MODELS.md §3 written out with explicit per-receiver softmax (self loops as edges)."""
+    """docs/models/jat.md §4 written out with explicit per-receiver softmax (self loops as edges)."""
     p = jax.tree_util.tree_map(np.asarray, params)
     n = len(species)
     s = np.concatenate([senders, np.arange(n)])
@@ -205,5 +203,5 @@ def test_species_energy_shift(datasets, x64):
     assert abs((e_shift - e_plain) - expected_shift) < 1e-8
     assert abs(e_plain) < 100.0  # no reference energies in the faithful model
     with pytest.raises(ConfigError, match="reference_energies"):
-        bad = SimpleNamespace(species=(1, 6, 8), reference_energies=(0.0,))
+        bad = SpeciesStats(species=(1, 6, 8), reference_energies=(0.0,))
         build(JatConfig(**small, species_energy_shift=True), bad)

@@ -1,4 +1,4 @@
-"""Physics of the JAT potential with the released weights (float64, MODELS.md §8) beyond the
+"""Physics of the JAT potential with the released weights (float64, docs/models/checks.md) beyond the
 conformance suite (test_conformance.py: invariances, periodic images, supercell, batching,
 forces and stress against finite differences, the hard cutoff's jump): the cubic lattice
 symmetries of the fixed EAN box, a guard against a model that ignores geometry, the sorted
@@ -8,10 +8,10 @@ the model with an edge basis (the training default).
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 
+from mlffbench.backends.jax.precision import float64_scope
 from mlffbench.testing import random_rotation
 from mlffbench_jat.config import JatConfig
 from mlffbench_jat.weights import load_weights
@@ -21,7 +21,7 @@ RC = 5.0
 
 @pytest.fixture(scope="module", autouse=True)
 def _x64_module():
-    with jax.enable_x64(True):
+    with float64_scope():
         yield
 
 
@@ -96,7 +96,7 @@ def ean0_result(model, ean0):
     ids=["permute-xyz", "rot90-z", "rot90-x", "swap-xy", "inversion"],
 )
 def test_cubic_lattice_symmetries_are_exact(model, ean0, ean0_result, matrix):
-    """The cubic box maps onto itself: E is invariant and forces transform (MODELS.md §8.1)."""
+    """The cubic box maps onto itself: E is invariant and forces transform (docs/models/checks.md §1)."""
     e0, f0 = ean0_result
     numbers, pos, cell, pbc = ean0
     rot = matrix.astype(np.float64)

@@ -1,4 +1,4 @@
-"""Numerical equivalence with the original JAT code (MODELS.md §9.1).
+"""Numerical equivalence with the original JAT code (docs/models/checks.md §7).
 
 The released 7x48 EAN checkpoint is loaded into the re-implementation and evaluated on the
 first configuration of the EAN validation file; energies, per-atom energies and forces are
@@ -22,7 +22,7 @@ import pytest
 
 from mlffbench_jat.config import JatConfig
 
-N_EDGES_WITH_SELF_LOOPS = 12_377  # MODELS.md §9.1, original graph generator
+N_EDGES_WITH_SELF_LOOPS = 12_377  # docs/models/checks.md §7, original graph generator
 
 
 def _evaluate(helpers, evaluator, ean, config, cell):
@@ -80,7 +80,7 @@ def test_float64_faithful_edge_cast_reproduces_energy_exactly(
     assert rel_e < 1e-13
     assert max_e < 1e-11
     assert max_f < 1e-5
-    # force accuracy against DFT, as the original scripts report it (MODELS.md §9.1)
+    # force accuracy against DFT, as the original scripts report it (docs/models/checks.md §7)
     dft = ean.forces[ean.atoms_of(0)]
     assert np.abs(result[2] - dft).mean() == pytest.approx(ref["force_MAE_vs_DFT"], abs=1e-6)
     assert np.sqrt(((result[2] - dft) ** 2).mean()) == pytest.approx(ref["force_RMSE_vs_DFT"], abs=1e-6)

@@ -1,35 +1,8 @@
 """NeuralIL (Montes-Campos, Carrete et al. 2022): spherical Bessel descriptors + MLP, in Flax.
 
-Written from the specification in MODELS.md §4. Parameter paths equal the released
-checkpoint's (``embed``, ``core_model/{Inlet, Stage_1..4, LayerNorm_0..3, Outlet}``,
-``denormalizer``, ``morse/{embed, switch_param}``), so released weights load 1:1 (see
-:mod:`mlffbench_neuralil.weights`).
-
-Radial basis (Kocer et al. 2019), for angular order l = 0..n_max and n = 0..n_max-l, with
-u_{l,n} the n-th positive zero of the spherical Bessel function j_l:
-
-    f_{l,n}(r) = [c¹_{l,n} j_l(u_{l,n} r/r_c) - c²_{l,n} j_l(u_{l,n+1} r/r_c)] / r_c^{3/2}   (r < r_c)
-    g_{l,·}    = T_l f_{l,·}       (the lower-triangular orthogonalising recursion)
-
-Descriptor of atom i, species pair a ≤ b, coefficient q = (l, n):
-
-    p_i[a,b,q] = Σ_{j∈a} Σ_{k∈b} g_q(r_ij) g_q(r_ik) (2l+1)/(4π) P_l(cos θ_jik)
-               = Σ_m C_i[a,q,m] C_i[b,q,m],    C_i[a,q,m] = Σ_{j∈a} g_q(r_ij) Y_lm(r̂_ij)
-
-with real orthonormal spherical harmonics Y_lm (addition theorem). The second form is what
-is computed: one pass over the edges (a segment sum per receiver and sender species), no
-neighbour-pair loop, every neighbour within r_c (the core's neighbour lists; nothing is
-truncated). The double sum includes j = k, as the original's.
-
-Numerical safeguards (the original's, in another form): j_l is a power series below
-x = max(l, 1) and the upward recurrence from sin/cos above, selected with the "double
-where" so that neither branch sees an argument where it is inaccurate or singular; j_0(0)
-= 1 and j_{l≥1}(0) = 0 with finite first and second derivatives; a zero-length edge has
-zero direction and zero gradient of its length (the original's custom square root).
-
-Model: x_i = [flatten(p_i), Embed(t_i)] → Inlet Dense+swish → Stage_k Dense → LayerNorm →
-swish (k = 1..4) → Outlet Dense(1) → swish → denormaliser Dense(1) (one affine map for all
-atoms) → + Morse repulsion (``NeuralILwithMorse``, MODELS.md §4.4).
+Written from docs/models/neuralil.md (basis §1, descriptor §2, model §4); parameter paths equal the
+released checkpoint's, so its weights load 1:1 (:mod:`mlffbench_neuralil.weights`). How the
+descriptor is computed here (one pass over the edges, numerical safeguards): §6 there.
 """
 
 from __future__ import annotations
@@ -46,10 +19,11 @@ from flax import linen as nn
 from mlffbench.backends.jax.models import init_params, make_module, param_shapes, reference_energies  # noqa: F401
 from mlffbench.backends.jax.models import param_dtype as _param_dtype
 from mlffbench.backends.jax.potential import EdgeGraph, Potential
+from mlffbench.stats import ModelStats
 from mlffbench_neuralil.config import NeuralilConfig
 
 LAYERNORM_EPS = 1e-6
-MORSE_FLOOR = 0.01  # a, b, d = 0.01 + v² (MODELS.md §4.4)
+MORSE_FLOOR = 0.01  # a, b, d = 0.01 + v² (docs/models/neuralil.md §4)
 
 
 # --------------------------------------------------------------------------- tables (numpy)
@@ -333,7 +307,7 @@ def switch(r: jax.Array, r_switch: jax.Array, cutoff: float) -> jax.Array:
 
 
 class Morse(nn.Module):
-    """Per-atom repulsive Morse energies (N,) of ``NeuralILwithMorse`` (MODELS.md §4.4)."""
+    """Per-atom repulsive Morse energies (N,) of ``NeuralILwithMorse`` (docs/models/neuralil.md §4)."""
 
     n_species: int
     cutoff: float
@@ -401,12 +375,12 @@ def make_model(config: NeuralilConfig, n_species: int, sorted_receivers: bool = 
     return make_module(NeuralilModel, NeuralilConfig, "neuralil", config, n_species, sorted_receivers)
 
 
-def build(config: NeuralilConfig, stats: Any) -> Potential:
+def build(config: NeuralilConfig, stats: ModelStats) -> Potential:
     """The backend-level potential for ``config`` and the training statistics ``stats``.
 
     ``stats`` needs ``species`` (atomic numbers, the dataset's species order) and
     ``reference_energies`` (eV, one per species); the latter are used only when
-    ``config.species_energy_shift`` is on (the faithful model has none, MODELS.md §2.7).
+    ``config.species_energy_shift`` is on (the faithful model has none, docs/models/training.md §7).
     The core's batches sort edges by receiver, which the model is told.
     """
     species = tuple(int(z) for z in stats.species)

@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-
 import numpy as np
 
 from mlffbench.backends.jax import weights as jax_weights
+from mlffbench.backends.jax.precision import float64_scope
 from mlffbench.backends.jax.weights import PREFIX, check_metadata, checked_params, read_npz, species_order
 from mlffbench.errors import ConfigError
 from mlffbench_neuralil.config import NeuralilConfig
@@ -91,7 +90,7 @@ def load_weights(path: str | Path, config: NeuralilConfig, species: Sequence[int
     order = species_order(meta, n_stored, species, path)
     n_species = n_stored if order is None else len(order)
 
-    with jax.enable_x64(config.dtype == "float64"):  # a float64 config must not switch 64-bit JAX on for good
+    with float64_scope(config.dtype):  # a float64 config must not switch 64-bit JAX on for good
         expected = param_shapes(make_model(config, n_species))
     if order is not None:
         stored_inlet = (n_stored * (n_stored + 1) // 2 * config.n_coeffs + config.embed_d, expected[INLET][1])
@@ -105,5 +104,5 @@ def load_weights(path: str | Path, config: NeuralilConfig, species: Sequence[int
             flat[MORSE_EMBED] = flat[MORSE_EMBED][order]
         if INLET in flat:
             flat[INLET] = flat[INLET][_inlet_rows(order, n_stored, config.n_coeffs, config.embed_d)]
-    with jax.enable_x64(config.dtype == "float64"):
+    with float64_scope(config.dtype):
         return checked_params(flat, expected, path, _param_dtype(config))

@@ -15,6 +15,7 @@ import pytest
 
 from mlffbench.backends.jax import testing as jax_testing
 from mlffbench.backends.jax.potential import edge_vectors, make_graph
+from mlffbench.backends.jax.precision import x64_enabled
 from mlffbench.backends.jax.testing import x64  # noqa: F401  (a fixture)
 from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, load_reference_values, reference_dir
 from mlffbench.testing import require_reference_file
@@ -87,7 +88,7 @@ def evaluator(weights_path):
 
     def get(config=None, species=EAN_SPECIES, shape=EAN_SHAPE, batch_size=1):
         config = NeuralilConfig(dtype="float64") if config is None else config
-        key = (config, tuple(species), shape, batch_size, bool(jax.config.jax_enable_x64))
+        key = (config, tuple(species), shape, batch_size, x64_enabled())
         if key not in cache:
             params = load_weights(weights_path, config, species=species)
             cache[key] = Evaluator(config, species, params, shape=shape, batch_size=batch_size)

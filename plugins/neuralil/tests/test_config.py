@@ -50,7 +50,7 @@ def test_lists_become_tuples_and_unknown_keys_are_named():
 
 
 def test_paper_training_settings():
-    """MODELS.md §2, §4.5: Adam + decoupled weight decay 1e-4, one-cycle (1e-3, 1e-2, 1e-5)
+    """docs/models/training.md, docs/models/neuralil.md §5: Adam + decoupled weight decay 1e-4, one-cycle (1e-3, 1e-2, 1e-5)
     per epoch, log-cosh p = 10 on forces only, batch 8."""
     paper = TrainConfig(**PAPER_EAN_TRAIN)
     assert (paper.optimizer, paper.weight_decay, paper.lr, paper.lr_schedule) == (

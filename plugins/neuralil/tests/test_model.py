@@ -87,7 +87,7 @@ def test_radial_basis_orthonormal_and_vanishing_at_cutoff(x64):
 
 
 def _brute_force_descriptor(numbers, pos, cell, pbc, species, atoms, config):
-    """The original's definition (MODELS.md §4.2), written independently: a double sum over
+    """The original's definition (docs/models/neuralil.md §2), written independently: a double sum over
     all neighbour pairs (j, k) incl. j = k with Legendre polynomials, scipy Bessel functions."""
     tables = basis_tables(config.n_max)
     rc = config.cutoff

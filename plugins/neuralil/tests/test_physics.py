@@ -1,4 +1,4 @@
-"""Physics of the NeuralIL potential with the released weights (float64, MODELS.md §8) beyond
+"""Physics of the NeuralIL potential with the released weights (float64, docs/models/checks.md) beyond
 the conformance suite (test_conformance.py: invariances, periodic images, supercell, batching,
 forces and stress against finite differences, continuity at the cutoff): the rotation of the
 periodic system with and without its cell, edges beyond the cutoff,
@@ -7,10 +7,10 @@ and the original's first and second differences through the cutoff.
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
 
+from mlffbench.backends.jax.precision import float64_scope
 from mlffbench.testing import random_rotation
 from mlffbench_neuralil.config import NeuralilConfig
 
@@ -20,7 +20,7 @@ MARGIN = 0.1  # neighbour lists for finite differences are built at r_c + MARGIN
 
 @pytest.fixture(scope="module", autouse=True)
 def _x64_module():
-    with jax.enable_x64(True):
+    with float64_scope():
         yield
 
 
@@ -48,7 +48,7 @@ def _close(e1, e0, f1, f0):
 
 def test_rotation_of_periodic_system_with_its_cell(model, ean0, ean0_result):
     """NeuralIL takes the cell per call: rotating positions and cell together is a symmetry
-    (MODELS.md §8.1.2); rotating the positions alone inside the fixed box is not."""
+    (docs/models/checks.md §1.2); rotating the positions alone inside the fixed box is not."""
     e0, f0 = ean0_result
     numbers, pos, cell, pbc = ean0
     rng = np.random.default_rng(3)
@@ -70,7 +70,7 @@ def test_edges_beyond_the_cutoff_are_ignored(model, ean0, ean0_result):
 
 
 def test_energy_is_smooth_through_the_cutoff(model, ean0):
-    """MODELS.md §8.3: pair (23, 154) scanned across r_c = 3.5 Å in steps of 1e-5 Å: the
+    """docs/models/checks.md §3: pair (23, 154) scanned across r_c = 3.5 Å in steps of 1e-5 Å: the
     first differences change smoothly and the second differences stay constant (the
     original: first ≈ −9.6e-7 eV, second 5.334e-9 ± 1e-12 eV)."""
     _, pos, cell, _ = ean0

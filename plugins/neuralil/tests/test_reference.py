@@ -1,4 +1,4 @@
-"""Numerical equivalence with the original NeuralIL code (MODELS.md §4, §8.5, §9.1).
+"""Numerical equivalence with the original NeuralIL code (docs/models/neuralil.md, docs/models/checks.md §5, §7).
 
 The released EAN checkpoint (OPTAX_2B25114) is loaded into the re-implementation and
 evaluated on the first configuration of the EAN validation file; total, per-atom and Morse
@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlffbench.backends.jax.precision import float64_scope
 from mlffbench_neuralil.config import NeuralilConfig
 from mlffbench_neuralil.model import basis_tables, bessel_roots, radial_basis_flat
 
@@ -42,9 +43,7 @@ def _pairs_in_original_order(species):
 
 @pytest.fixture(scope="module")
 def result64(evaluator, helpers, ean):
-    import jax
-
-    with jax.enable_x64(True):
+    with float64_scope():
         ev = evaluator(NeuralilConfig(dtype="float64"))
         batch, n_edges = ev.batch([helpers.ean_config(ean, 0)])
         energy, forces, atomic = ev.evaluate(batch)
@@ -94,7 +93,7 @@ def test_float64_descriptor_rows(result64, reference_values, helpers):
     assert desc.sum() == pytest.approx(ref["sum_all"], rel=1e-8)
     norms = np.linalg.norm(desc.reshape(225, -1), axis=1)[:10]
     assert np.allclose(norms, ref["per_atom_norm_first10"], rtol=1e-7)
-    # MODELS.md §8.5: atom 0 (the first cation N) per-pair sums in the original's pair order
+    # docs/models/checks.md §5: atom 0 (the first cation N) per-pair sums in the original's pair order
     sums = desc[0][pairs].sum(axis=1)
     expected = [1.1779554, 0.3627312, 0, 0.0810545, 5.4387561, 0, -0.1451515, 0, 0, 0.4021069]
     assert np.allclose(sums, expected, atol=2e-7)
@@ -128,7 +127,7 @@ def test_radial_basis_tables(reference_values, x64):
     g = np.asarray(radial_basis_flat(np.asarray(r), NeuralilConfig()))
     expected = np.asarray(ref["g_rows_l_major"]).T  # (r, 15)
     assert np.abs(g - expected).max() < 1e-6 * np.abs(expected).max()
-    # MODELS.md §4.1: the 15 values at r = 1.0 Å
+    # docs/models/neuralil.md §1: the 15 values at r = 1.0 Å
     at_1 = [0.858200, -0.512604, -0.204341, 0.718216, -0.652150, 0.678034, -0.833862, 0.456363,
             0.216958, 0.452448, -0.804094, 0.817209, 0.274247, -0.629082, 0.155977]
     assert np.allclose(g[list(r).index(1.0)], at_1, atol=1e-6)

@@ -1,79 +1,32 @@
 """SchNet model configuration: defaults, dataset presets and the Optuna search space.
 
-The layers are torch-geometric's (``torch_geometric.nn.models.schnet``, MODELS.md §5); only
-the sizes are ours. Defaults are sized for EAN (15 ion pairs, 225 atoms, periodic 12.9 Å box)
-on a CPU, following the 2017 paper's choices where they fit:
-
-``hidden_channels = num_filters = 64``, ``num_interactions = 3``
-    The paper's width and depth (Schütt et al., NeurIPS 2017; the JAT thesis also compares
-    against three interactions). PyG's defaults (128 / 6, the SchNetPack QM9 settings) cost
-    about four times as much per edge for no gain on 60 training configurations.
-``cutoff = 5.0`` Å
-    The JAT / NeuralIL EAN cutoff, so all three models see the same neighbourhoods: about
-    55 neighbours per atom on average (at most 74) with periodic images. The core's
-    neighbour list keeps every pair below the cutoff, periodic images included; nothing is
-    truncated (PyG's own graph has no PBC and keeps at most 32 neighbours).
-``num_gaussians = 50``
-    Gaussian centres every 0.1 Å from 0 to the cutoff, the paper's spacing (γ = 1/(2·0.1²)
-    ≈ 48 Å⁻² in PyG's parametrisation).
-``readout_channels = 32``
-    The paper's output network Dense(32) → ssp → Dense(1) (PyG: hidden_channels // 2).
-``species_energy_shift = True``
-    Per-species reference energies (least squares on the training split) are added per atom,
-    so the network learns only the small remainder.
-``pair_symmetry = True``
-    Interaction blocks run on one edge of each (i→j, j→i) pair of the full neighbour list:
-    the same sums, half the filter-network work (see ``model.py``). False: PyG's
-    ``InteractionBlock.forward`` on every edge.
+The layers are torch-geometric's; only the sizes are ours, chosen for EAN on a CPU:
+docs/models/schnet.md §4.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from mlffbench.errors import ConfigError
+from mlffbench.model_config import Flag, Integer, Length, ModelConfig, option
 from mlffbench.search_space import Categorical, Float, Int, SearchSpace
 
-_INT_FIELDS = ("hidden_channels", "num_filters", "num_interactions", "num_gaussians", "readout_channels")
+
+# checked in this order (the first bad value is the one reported)
+_ORDER = ("hidden_channels", "num_filters", "num_interactions", "num_gaussians", "readout_channels", "cutoff")
 
 
 @dataclass(frozen=True)
-class SchnetConfig:
-    hidden_channels: int = 64
-    num_filters: int = 64
-    num_interactions: int = 3
-    num_gaussians: int = 50
-    cutoff: float = 5.0
-    readout_channels: int = 32
-    species_energy_shift: bool = True
-    pair_symmetry: bool = True
-
-    def __post_init__(self) -> None:
-        for name in _INT_FIELDS:
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise ConfigError(f"schnet config: {name} must be a positive integer, got {value!r}")
-        if self.num_gaussians < 2:
-            raise ConfigError(f"schnet config: num_gaussians must be at least 2, got {self.num_gaussians}")
-        if isinstance(self.cutoff, bool) or not isinstance(self.cutoff, (int, float)):
-            raise ConfigError(f"schnet config: cutoff must be a number (Å), got {self.cutoff!r}")
-        if not (math.isfinite(self.cutoff) and self.cutoff > 0):
-            raise ConfigError(f"schnet config: cutoff must be a positive finite length (Å), got {self.cutoff!r}")
-        object.__setattr__(self, "cutoff", float(self.cutoff))
-        for name in ("species_energy_shift", "pair_symmetry"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"schnet config: {name} must be true or false, got {getattr(self, name)!r}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> SchnetConfig:
-        """A config from a plain mapping (e.g. parsed JSON); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"schnet config: unknown option '{unknown[0]}' (known: {', '.join(sorted(known))})")
-        return cls(**values)
+class SchnetConfig(ModelConfig, label="schnet config", order=_ORDER):
+    hidden_channels: int = option(64, Integer(1))
+    num_filters: int = option(64, Integer(1))
+    num_interactions: int = option(3, Integer(1))
+    num_gaussians: int = option(50, Integer(1, at_least=2))
+    cutoff: float = option(5.0, Length())
+    readout_channels: int = option(32, Integer(1))
+    species_energy_shift: bool = option(True, Flag())
+    pair_symmetry: bool = option(True, Flag())
 
 
 # Training defaults (TrainConfig keys), chosen so that SchNet learns EAN and rMD17 molecules
@@ -114,7 +67,7 @@ def _derive(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return model, {"lr": (lr_min * scale, lr_max * scale, lr_fin * scale)}
 
 
-# Around the 2017 paper's settings (MODELS.md §5.3: 64 features, 3 interactions, Gaussians
+# Around the 2017 paper's settings (docs/models/schnet.md §3: 64 features, 3 interactions, Gaussians
 # every 0.1 Å) and PyG's QM9 ones (128 / 6): width 32-128, 2-6 interactions, 25-100 Gaussians
 # (0.05-0.2 Å spacing at 5 Å), cutoffs 3.5-6 Å (below half the 12.9 Å EAN box), and the
 # peak LR of the one-cycle schedule (scaling the default triple; Adam).

@@ -1,30 +1,7 @@
 """SchNet from torch-geometric's components, fed by the core's periodic neighbour lists.
 
-The layers are ``torch_geometric.nn.models.schnet``'s own: ``GaussianSmearing``,
-``InteractionBlock`` (filter network, continuous-filter convolution ``CFConv`` with PyG's
-cosine cutoff, shifted softplus, residual update) and ``ShiftedSoftplus`` in the readout,
-initialised as PyG initialises them (MODELS.md §5.2). What differs from
-``torch_geometric.nn.models.SchNet``:
-
-* the graph is the core's neighbour list: every pair closer than the cutoff, periodic
-  images included, never truncated (PyG: ``radius_graph`` without PBC, at most
-  ``max_num_neighbors`` per atom). Distances come from the backend's edge vectors, so forces
-  and stress flow through them;
-* the embedding is indexed by species (the dataset's sorted element list), not by atomic
-  number: ``Embedding(n_species, hidden)`` holds rows ``Z`` of PyG's ``Embedding(100, hidden)``;
-* the module returns per-atom energies; the backend adds the per-species reference energies
-  and sums per graph (PyG's ``mean``/``std``/``atomref`` are not used);
-* with ``pair_symmetry`` (the default) the interaction blocks run on one edge of each pair
-  of the core's full neighbour list: the filter W(d_ij) = W(d_ji) is computed once and the
-  message goes both ways (x_j·W to i, x_i·W to j), with the blocks' own layers. The sums are
-  CFConv's; the filter network's cost halves. In the first block, where h is still the
-  species embedding, the filters are summed per neighbour species before the S rows of
-  ``lin1(embedding)`` multiply them (same sums, no per-edge products).
-  ``pair_symmetry = False`` calls ``InteractionBlock.forward`` (CFConv message passing) on
-  every edge;
-* distances at or beyond the cutoff are clamped to it, where PyG's cosine cutoff is exactly
-  zero, so an edge from a longer neighbour list contributes nothing (PyG's cosine rises again
-  beyond r_c; its own graph never holds such edges).
+What differs from ``torch_geometric.nn.models.SchNet`` (the graph, the species embedding, the
+per-atom output, the pair-symmetric interaction blocks): docs/models/schnet.md §5.
 """
 
 from __future__ import annotations
@@ -37,6 +14,7 @@ from torch.nn import Embedding, Linear, ModuleList
 from torch_geometric.nn.models.schnet import GaussianSmearing, InteractionBlock, ShiftedSoftplus
 
 from mlffbench.backends.torch.potential import EdgeGraph, Potential
+from mlffbench.stats import ModelStats
 from mlffbench_schnet.config import SchnetConfig
 
 
@@ -125,7 +103,7 @@ def _lexicographically_positive(v: torch.Tensor) -> torch.Tensor:
     return (x > 0) | ((x == 0) & ((y > 0) | ((y == 0) & (z > 0))))
 
 
-def build(config: SchnetConfig, stats) -> Potential:
+def build(config: SchnetConfig, stats: ModelStats) -> Potential:
     """The SchNet potential for a dataset with ``stats.species`` (and reference energies)."""
     n_species = len(stats.species)
     if config.species_energy_shift:

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mlffbench.backends.torch.potential import to_device
+from mlffbench.stats import SpeciesStats
 from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, ean_config
 from mlffbench.testing import graph_batch as core_graph_batch
 from mlffbench_schnet.config import SchnetConfig
@@ -54,7 +55,7 @@ class Evaluator:
         self.config = config
         self.species = tuple(species)
         refs = np.zeros(len(self.species)) if references is None else np.asarray(references, np.float64)
-        stats = SimpleNamespace(species=self.species, reference_energies=refs)
+        stats = SpeciesStats(species=self.species, reference_energies=refs)
         self.potential = build(config, stats)
         torch.manual_seed(seed)
         self.potential.module.reset_parameters()

@@ -70,7 +70,7 @@ def test_energy_and_forces_equal_pyg_schnet(aspirin, helpers, pair_symmetry, cut
 
 def test_pyg_default_neighbour_limit_drops_pairs(aspirin, helpers):
     """At a 10 Å cutoff all 20 other atoms of aspirin are neighbours; a limit of 8 (as PyG's
-    default 32 is for EAN at 5 Å, MODELS.md §5.3) changes the energy: a model change."""
+    default 32 is for EAN at 5 Å, docs/models/schnet.md §3) changes the energy: a model change."""
     config = SchnetConfig(cutoff=10.0, readout_channels=32)
     full = _pyg_model(config, 1000, seed=5, helpers=helpers)
     capped = _pyg_model(config, 8, seed=5, helpers=helpers)
