@@ -21,7 +21,7 @@ over the timed epochs after a warm-up epoch (which holds the compilation).
   ``jax.checkpoint(jax.grad(...))`` leaks tracers).
 
 Each variant runs in a worker process of its own (``workers.py``), epochs alternating:
-mlffbench's with the host allocator the ``mlffbench`` command sets up (``mlffbench.runtime``),
+mlffbench's with the host allocator the ``mlffbench`` command sets up (``mlffbench.speed.runtime``),
 the original with the system's, as its scripts run, and once more with mlffbench's allocator
 (``--no-original-tuned`` skips that), so the allocator's share of the difference is shown.
 
@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import OursJax, base_parser, machine, original_arrays, print_table, write_results  # noqa: E402
-from workers import WorkerVariant, channel, serve, time_in_turn  # noqa: E402
+from throughput import OursJax, base_parser, machine, original_arrays, print_table, write_results
+from workers import WorkerVariant, channel, serve, time_in_turn
 
 ORIGINAL_ELEMENTS = ("C", "H", "N", "O")  # the original numbers species alphabetically
 WORKERS = ("thesis", "default", "original")
@@ -54,9 +54,15 @@ WORKERS = ("thesis", "default", "original")
 def parse_args(argv=None):
     ap = base_parser(__doc__, configs=56)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--original", type=Path, default=None, help="checkout of the original JAT code (its src/ is imported)")
-    ap.add_argument("--micro-batch", type=int, default=None,
-                    help="mlffbench's configurations per gradient pass (default: the thesis config's micro_batch_size; 0 = whole batch)")
+    ap.add_argument(
+        "--original", type=Path, default=None, help="checkout of the original JAT code (its src/ is imported)"
+    )
+    ap.add_argument(
+        "--micro-batch",
+        type=int,
+        default=None,
+        help="mlffbench's configurations per gradient pass (default: the thesis config's micro_batch_size; 0 = whole batch)",
+    )
     ap.add_argument("--no-default-model", action="store_true", help="time only the thesis model of mlffbench")
     ap.add_argument("--no-original-tuned", action="store_true", help="skip the original run with mlffbench's allocator")
     ap.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
@@ -74,8 +80,7 @@ def _import_original(path: Path):
         sys.modules["wandb"] = stub
     sys.path.insert(0, str(src))
     import jat.jat_model as model
-    import jat.training as training
-    import jat.utilities as utilities
+    from jat import training, utilities
 
     return model, training, utilities
 
@@ -106,7 +111,10 @@ class Original:
         rng = jax.random.PRNGKey(0)
         rng, init_rng, epoch_rng = jax.random.split(rng, 3)
         self.params = self.model.init(
-            init_rng, jnp.asarray(positions[0]), jnp.asarray(types_[0]), jnp.asarray(cells[0]),
+            init_rng,
+            jnp.asarray(positions[0]),
+            jnp.asarray(types_[0]),
+            jnp.asarray(cells[0]),
             method=self.model.calc_potential_energy,
         )
         lr_min, lr_max, lr_fin = train_config.lr
@@ -119,8 +127,16 @@ class Original:
 
         step = training.create_training_step(self.model, self.optimizer, loss_contribution)
         self.run_epoch = training.create_training_epoch(
-            jnp.asarray(positions), jnp.asarray(types_), jnp.asarray(cells), jnp.asarray(energies),
-            jnp.asarray(forces), batch, step, epoch_rng, progress_bar=False, log_wandb=False,
+            jnp.asarray(positions),
+            jnp.asarray(types_),
+            jnp.asarray(cells),
+            jnp.asarray(energies),
+            jnp.asarray(forces),
+            batch,
+            step,
+            epoch_rng,
+            progress_bar=False,
+            log_wandb=False,
         )
         self.n_steps = len(idx) // batch
         self.graph = f"its own minimum-image N×N distances in the step, capacity {graph_neighbors}/atom"
@@ -139,7 +155,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         return _serve(args)
-    from mlffbench import __version__, runtime
+    from mlffbench import __version__
+    from mlffbench.speed import runtime
 
     runtime.set_xla_flags()  # recorded in the machine fingerprint; every worker sets them too
     variants = [WorkerVariant(__file__, argv, "thesis", tuned_allocator=True)]
@@ -162,7 +179,9 @@ def main(argv=None) -> int:
         "dtype": "float32",
         "loss": f"forces only, log-cosh p = {_thesis()['train']['log_cosh_p']:g} (second-order autodiff)",
         "results": results,
-        "ratio_to_original_as_distributed": {k: v / original for k, v in rate.items() if original and not k.startswith(Original.label + " [system")},
+        "ratio_to_original_as_distributed": {
+            k: v / original for k, v in rate.items() if original and not k.startswith(Original.label + " [system")
+        },
         "machine": machine(load_before, load_after),
         "versions": {"mlffbench": __version__, "jax": md.version("jax"), "python": platform.python_version()},
     }
@@ -196,11 +215,11 @@ def _train_values(args) -> dict:
 def _serve(args) -> int:
     """Worker process: build one variant and time its epochs on request (``workers.serve``)."""
     proto = channel()
-    from mlffbench import runtime
+    from mlffbench.speed import runtime
 
     runtime.set_xla_flags()  # first: the CPU flags of the mlffbench commands, before jax is imported
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.plugins import get_registry
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.plugin.manager import get_registry
     from mlffbench.training.config import TrainConfig, from_dict
 
     spec = get_registry().model("jat")
@@ -212,8 +231,11 @@ def _serve(args) -> int:
     if args.worker == "original":
         variant = Original(args.original, train_config, ds, indices)
     else:
-        model = {**spec.presets["ean"]["model"], **thesis["model"]} if args.worker == "thesis" else {
-            **spec.model_defaults, **spec.presets["ean"]["model"]}
+        model = (
+            {**spec.presets["ean"]["model"], **thesis["model"]}
+            if args.worker == "thesis"
+            else {**spec.model_defaults, **spec.presets["ean"]["model"]}
+        )
         label = f"mlffbench JAT ({args.worker} model)"
         variant = OursJax(label, spec, from_dict(spec.config_class, model, "jat model"), train_config, ds, indices)
     serve(proto, variant, indices)

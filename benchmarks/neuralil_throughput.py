@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import OursJax, base_parser, interleave, machine, original_arrays, print_table, write_results  # noqa: E402
+from throughput import OursJax, base_parser, interleave, machine, original_arrays, print_table, write_results
 
 ORIGINAL_ELEMENTS = ("C", "H", "N", "O")  # the original numbers species alphabetically
 
@@ -43,7 +43,9 @@ ORIGINAL_ELEMENTS = ("C", "H", "N", "O")  # the original numbers species alphabe
 def parse_args(argv=None):
     ap = base_parser(__doc__, configs=56)
     ap.add_argument("--batch-size", type=int, default=None, help="default: the plugin's (the paper's) batch size, 8")
-    ap.add_argument("--original", type=Path, default=None, help="checkout of the original NeuralIL code (its src/ is imported)")
+    ap.add_argument(
+        "--original", type=Path, default=None, help="checkout of the original NeuralIL code (its src/ is imported)"
+    )
     ap.add_argument("--jat", action="store_true", help="also time mlffbench's JAT on the same batches")
     return ap.parse_args(argv)
 
@@ -69,8 +71,7 @@ def _import_original(path: Path):
     jnp.clip = clip_compat
     sys.path.insert(0, str(src))
     import neuralil.bessel_descriptors as descriptors
-    import neuralil.model as model
-    import neuralil.training as training
+    from neuralil import model, training
 
     return descriptors, model, training
 
@@ -95,7 +96,11 @@ class Original:
         self.max_neighbors = int(max_neighbors)
         generator = descriptors.PowerSpectrumGenerator(n_max, r_cut, len(ORIGINAL_ELEMENTS), self.max_neighbors)
         self.model = model.NeuralILwithMorse(
-            len(ORIGINAL_ELEMENTS), embed_d, r_cut, generator.process_data, generator.process_some_data,
+            len(ORIGINAL_ELEMENTS),
+            embed_d,
+            r_cut,
+            generator.process_data,
+            generator.process_some_data,
             model.Core(list(widths)),
         )
         batch = train_config.batch_size
@@ -108,7 +113,10 @@ class Original:
         # but under current flax creating them inside its raw jax.checkpoint(jax.grad(...))
         # leaks tracers into the parameter tree)
         self.params = self.model.init(
-            init_rng, jnp.asarray(positions[0]), jnp.asarray(types[0]), jnp.asarray(cells[0]),
+            init_rng,
+            jnp.asarray(positions[0]),
+            jnp.asarray(types[0]),
+            jnp.asarray(cells[0]),
             method=self.model.calc_potential_energy,
         )
         self.opt_state = self.optimizer.init(self.params)
@@ -119,8 +127,15 @@ class Original:
 
         step = training.create_training_step(self.model, self.optimizer, loss_contribution)
         self.run_epoch = training.create_training_epoch(
-            jnp.asarray(positions), jnp.asarray(types), jnp.asarray(cells), jnp.asarray(energies),
-            jnp.asarray(forces), batch, step, epoch_rng, progress_bar=False,
+            jnp.asarray(positions),
+            jnp.asarray(types),
+            jnp.asarray(cells),
+            jnp.asarray(energies),
+            jnp.asarray(forces),
+            batch,
+            step,
+            epoch_rng,
+            progress_bar=False,
         )
         self.n_steps = len(idx) // batch
         self.graph = f"its own minimum-image N×N distances, {self.max_neighbors} nearest neighbours per atom"
@@ -136,13 +151,15 @@ class Original:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mlffbench import __version__, runtime
+    from mlffbench import __version__
+    from mlffbench.speed import runtime
 
     runtime.set_xla_flags()  # first: the CPU flags of the mlffbench commands, before jax is imported
 
     import jax
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.plugins import get_registry
+
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.plugin.manager import get_registry
     from mlffbench.training.config import TrainConfig, from_dict
 
     registry = get_registry()
@@ -199,8 +216,10 @@ def main(argv=None) -> int:
     if original:
         print(f"ours / original NeuralIL: {record['ratio_ours_to_original']:.2f}x")
     if jat_rate:
-        print(f"JAT / NeuralIL (ours): {record['ratio_jat_to_neuralil_ours']:.2f}x"
-              + (f"   JAT / NeuralIL (original): {record['ratio_jat_to_neuralil_original']:.2f}x" if original else ""))
+        print(
+            f"JAT / NeuralIL (ours): {record['ratio_jat_to_neuralil_ours']:.2f}x"
+            + (f"   JAT / NeuralIL (original): {record['ratio_jat_to_neuralil_original']:.2f}x" if original else "")
+        )
     write_results(args.out, record)
     return 0
 

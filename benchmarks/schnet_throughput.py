@@ -19,7 +19,7 @@ epochs after a warm-up epoch.
   on its own.
 
 Each variant runs in a worker process of its own (``workers.py``), epochs alternating:
-mlffbench's with the host allocator the ``mlffbench`` command sets up (``mlffbench.runtime``),
+mlffbench's with the host allocator the ``mlffbench`` command sets up (``mlffbench.speed.runtime``),
 PyG with the system's, and once more with mlffbench's allocator and denormal flushing
 (``--no-pyg-tuned`` skips that), so the share of these process settings is shown.
 
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import base_parser, write_results  # noqa: E402
-from workers import WorkerVariant, channel, serve, time_in_turn  # noqa: E402
+from throughput import base_parser, write_results
+from workers import WorkerVariant, channel, serve, time_in_turn
 
 WORKERS = ("ours", "pyg", "pyg-flush", "pyg-all-pairs")
 
@@ -48,11 +48,19 @@ def parse_args(argv=None):
     ap = base_parser(__doc__, configs=48)
     ap.add_argument("--batch-size", type=int, default=None, help="default: the plugin's training default")
     ap.add_argument("--pyg-max-neighbors", type=int, default=32, help="PyG's max_num_neighbors (default 32, PyG's own)")
-    ap.add_argument("--all-pairs", action="store_true", help="also time PyG with max_num_neighbors high enough to keep every pair")
-    ap.add_argument("--no-pyg-flush", action="store_true",
-                    help="skip the PyG variant with torch.set_flush_denormal(True) (our backend's CPU setting)")
-    ap.add_argument("--no-pyg-tuned", action="store_true",
-                    help="skip the PyG variant with mlffbench's allocator and denormal flushing")
+    ap.add_argument(
+        "--all-pairs", action="store_true", help="also time PyG with max_num_neighbors high enough to keep every pair"
+    )
+    ap.add_argument(
+        "--no-pyg-flush",
+        action="store_true",
+        help="skip the PyG variant with torch.set_flush_denormal(True) (our backend's CPU setting)",
+    )
+    ap.add_argument(
+        "--no-pyg-tuned",
+        action="store_true",
+        help="skip the PyG variant with mlffbench's allocator and denormal flushing",
+    )
     ap.add_argument("-p", "--param", action="append", default=[], help="SchNet option name=value (repeatable)")
     ap.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
@@ -99,15 +107,24 @@ class Pyg:
 
         self.torch = torch
         graph = radius_interaction_graph(config.cutoff, max_neighbors)
-        self.graph_impl = "torch_geometric radius_graph (pyg-lib)" if type(graph).__name__ == "RadiusInteractionGraph" else "plain-torch radius graph (no pyg-lib)"
+        self.graph_impl = (
+            "torch_geometric radius_graph (pyg-lib)"
+            if type(graph).__name__ == "RadiusInteractionGraph"
+            else "plain-torch radius graph (no pyg-lib)"
+        )
         torch.manual_seed(0)
         self.model = SchNet(
-            hidden_channels=config.hidden_channels, num_filters=config.num_filters,
-            num_interactions=config.num_interactions, num_gaussians=config.num_gaussians,
-            cutoff=config.cutoff, interaction_graph=graph,
+            hidden_channels=config.hidden_channels,
+            num_filters=config.num_filters,
+            num_interactions=config.num_interactions,
+            num_gaussians=config.num_gaussians,
+            cutoff=config.cutoff,
+            interaction_graph=graph,
         )
         self.flush_denormal = flush_denormal
-        self.label = f"PyG SchNet (max_num_neighbors={max_neighbors})" + (" + flush denormals" if flush_denormal else "")
+        self.label = f"PyG SchNet (max_num_neighbors={max_neighbors})" + (
+            " + flush denormals" if flush_denormal else ""
+        )
         self.graph = f"radius graph every step, no PBC, <= {max_neighbors} neighbours: {self.graph_impl}"
         self.opt = torch.optim.Adam(self.model.parameters(), lr=train_config.lr[1])
         self.ds = ds
@@ -117,7 +134,7 @@ class Pyg:
         self.shifted_energy = np.array(
             [ds.energy[i] - sum(refs[int(z)] for z in ds.numbers[ds.atoms_of(i)]) for i in range(ds.n_configs)]
         )
-        z, pos, batch, *_ = self._batch(np.arange(min(self.batch_size, ds.n_configs)))
+        _z, pos, batch, *_ = self._batch(np.arange(min(self.batch_size, ds.n_configs)))
         edge_index, _ = self.model.interaction_graph(pos, batch)
         self.edges_per_atom = float(edge_index.shape[1] / pos.shape[0])
 
@@ -164,8 +181,10 @@ def main(argv=None) -> int:
 
     from mlffbench import __version__
 
-    variants = [WorkerVariant(__file__, argv, "ours", tuned_allocator=True),
-                WorkerVariant(__file__, argv, "pyg", tuned_allocator=False)]
+    variants = [
+        WorkerVariant(__file__, argv, "ours", tuned_allocator=True),
+        WorkerVariant(__file__, argv, "pyg", tuned_allocator=False),
+    ]
     if not args.no_pyg_flush:
         variants.append(WorkerVariant(__file__, argv, "pyg-flush", tuned_allocator=False))
     if not args.no_pyg_tuned:
@@ -194,11 +213,17 @@ def main(argv=None) -> int:
             "loadavg_before": load_before,
             "loadavg_after": load_after,
         },
-        "versions": {"mlffbench": __version__, "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
-                     "python": platform.python_version()},
+        "versions": {
+            "mlffbench": __version__,
+            "torch": torch.__version__,
+            "torch_geometric": torch_geometric.__version__,
+            "python": platform.python_version(),
+        },
     }
-    print(f"\nSchNet training throughput on EAN ({record['configurations_per_epoch']} configurations/epoch, batch "
-          f"{train_config.batch_size}, float32, median of {args.epochs} epochs; load average {load_before[0]:.2f} → {load_after[0]:.2f})")
+    print(
+        f"\nSchNet training throughput on EAN ({record['configurations_per_epoch']} configurations/epoch, batch "
+        f"{train_config.batch_size}, float32, median of {args.epochs} epochs; load average {load_before[0]:.2f} → {load_after[0]:.2f})"
+    )
     print(f"{'variant':<62} {'configs/s':>10} {'edges/atom':>11}  graph")
     for r in results:
         print(f"{r['variant']:<62} {r['configs_per_s_median']:>10.2f} {r['edges_per_atom']:>11.1f}  {r['graph']}")
@@ -229,9 +254,9 @@ def _serve(args) -> int:
     proto = channel()
     import torch
 
-    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.stats import compute_stats
     from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.stats import compute_stats
 
     config, train_config = _configs(args)
     ds = load_dataset("ean", data_dir=args.data_dir, download=False)

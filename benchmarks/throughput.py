@@ -23,9 +23,9 @@ class OursJax:
 
     def __init__(self, label, spec, config, train_config, ds, indices):
         from mlffbench.backends.jax.trainer import JaxBackend
+        from mlffbench.data.stats import compute_stats
         from mlffbench.graph.batching import GraphBatcher
         from mlffbench.graph.neighbors import compute_neighbors
-        from mlffbench.stats import compute_stats
 
         self.label = label
         t0 = time.perf_counter()
@@ -77,11 +77,11 @@ def interleave(variants, indices, epochs: int, seed: int = 0) -> list[dict]:
 
 
 def machine(load_before, load_after) -> dict:
-    """The core's hardware/software fingerprint (``mlffbench.timing.machine_fingerprint``)
+    """The core's hardware/software fingerprint (``mlffbench.speed.timing.machine_fingerprint``)
     plus the JAX device and the load average before and after the measurement."""
     import jax
 
-    from mlffbench.timing import machine_fingerprint
+    from mlffbench.speed.timing import machine_fingerprint
 
     return {
         **machine_fingerprint([str(jax.devices()[0])]),
@@ -106,9 +106,13 @@ def base_parser(doc: str, configs: int):
     from pathlib import Path
 
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    ap.add_argument("--data-dir", type=Path, default=None, help="folder with the dataset files (default: $MLFFBENCH_DATA_DIR)")
+    ap.add_argument(
+        "--data-dir", type=Path, default=None, help="folder with the dataset files (default: $MLFFBENCH_DATA_DIR)"
+    )
     ap.add_argument("--configs", type=int, default=configs, help=f"EAN configurations per epoch (default {configs})")
-    ap.add_argument("--epochs", type=int, default=4, help="timed epochs per variant, after one warm-up epoch (default 4)")
+    ap.add_argument(
+        "--epochs", type=int, default=4, help="timed epochs per variant, after one warm-up epoch (default 4)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True, help="JSON results file")
     return ap
@@ -117,7 +121,7 @@ def base_parser(doc: str, configs: int):
 def original_arrays(ds, indices, element_order):
     """Per-configuration float32 arrays (positions, types, cells, energies, forces) of equally
     sized configurations, species numbered in ``element_order`` (as an original code does)."""
-    from mlffbench import elements
+    from mlffbench.data import elements
 
     idx = np.asarray(indices)
     symbols = [elements.symbol(int(z)) for z in ds.numbers[ds.atoms_of(int(idx[0]))]]

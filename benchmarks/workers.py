@@ -1,6 +1,6 @@
 """Benchmark variants in worker processes, each with its own process set-up, timed in turn.
 
-The host allocator is fixed when a process starts (see :mod:`mlffbench.runtime`): the
+The host allocator is fixed when a process starts (see :mod:`mlffbench.speed.runtime`): the
 ``mlffbench`` command runs with glibc's malloc tuned, an original code is run by its authors
 with the system's. To time each as it really runs and still side by side, every variant lives
 in a worker process of its own, started with its allocator; the parent asks one worker at a
@@ -23,7 +23,7 @@ import sys
 import numpy as np
 from throughput import interleave
 
-from mlffbench import runtime
+from mlffbench.speed import runtime
 
 
 def worker_environment(tuned_allocator: bool) -> dict[str, str]:
@@ -43,7 +43,10 @@ class WorkerVariant:
         self.allocator = "mlffbench (tuned glibc malloc)" if tuned_allocator else "system malloc"
         self.proc = subprocess.Popen(
             [sys.executable, script, *argv, "--worker", name],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=worker_environment(tuned_allocator),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=worker_environment(tuned_allocator),
         )
         info = self._read()
         self.label = f"{info['label']} [{'tuned' if tuned_allocator else 'system'} malloc]"
@@ -54,7 +57,9 @@ class WorkerVariant:
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"benchmark worker {self.proc.args[-1]} exited (code {self.proc.wait()}); see its messages above")
+            raise SystemExit(
+                f"benchmark worker {self.proc.args[-1]} exited (code {self.proc.wait()}); see its messages above"
+            )
         return json.loads(line)
 
     def epoch(self, indices, rng) -> float:
@@ -79,8 +84,17 @@ def channel():
 
 def serve(proto, variant, indices) -> None:
     """The worker's side: describe ``variant``, then time one epoch per seed read from stdin."""
-    proto.write(json.dumps({"label": variant.label, "graph": variant.graph, "edges_per_atom": variant.edges_per_atom,
-                            "configs": len(indices)}) + "\n")
+    proto.write(
+        json.dumps(
+            {
+                "label": variant.label,
+                "graph": variant.graph,
+                "edges_per_atom": variant.edges_per_atom,
+                "configs": len(indices),
+            }
+        )
+        + "\n"
+    )
     proto.flush()
     for line in sys.stdin:
         rate = variant.epoch(indices, np.random.default_rng(int(line)))

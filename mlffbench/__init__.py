@@ -2,8 +2,8 @@
 
 The core imports numpy only; jax and torch are imported inside their backends. Importing
 mlffbench leaves the process environment alone (the process set-up of the commands that train
-or time is one explicit step: :func:`mlffbench.runtime.prepare_process`).
-Plugins implement the hooks in :mod:`mlffbench.hookspecs` and mark them with
+or time is one explicit step: :func:`mlffbench.speed.runtime.prepare_process`).
+Plugins implement the hooks in :mod:`mlffbench.plugin.hookspecs` and mark them with
 :data:`hookimpl`.
 """
 

@@ -18,6 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mlffbench.data.loading import load_dataset
+from mlffbench.data.structures import from_arrays
+from mlffbench.graph.batching import GraphBatcher
+from mlffbench.graph.neighbors import compute_neighbors
+
 EAN_SPECIES = (1, 6, 7, 8)  # H, C, N, O: the dataset's sorted atomic numbers
 
 
@@ -37,8 +42,6 @@ def dataset_loader(root: Path, tmp_path_factory, cache_name: str):
     """``get(name)``: datasets by card name from ``root``, cached (parsed-set cache in a
     temp dir ``cache_name``); skips the test where ``root`` is missing."""
     import pytest
-
-    from mlffbench.datasets.loading import load_dataset
 
     if not root.is_dir():
         pytest.skip(f"data directory {root} not found (set MLFFBENCH_DATA_DIR)")
@@ -80,9 +83,6 @@ def graph_batch(configs, species, cutoff, batch_size=None, shape=None):
     ``configs``: list of (numbers, positions, cell, pbc); ``batch_size``: slots (default:
     one per configuration); ``shape``: fixed padded (n_nodes, n_edges), or None.
     """
-    from mlffbench.graph.batching import GraphBatcher
-    from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.structures import from_arrays
 
     ds = from_arrays(
         numbers=np.concatenate([np.asarray(c[0]) for c in configs]),

@@ -34,19 +34,45 @@ def _preload() -> None:
 
     matplotlib.use("Agg")
     for name in (
-        "matplotlib.pyplot", "torch", "torch_geometric", "h5py", "git", "sqlalchemy.dialects.sqlite", "alembic.command",
-        "alembic.config", "optuna", "optuna.storages", "mlflow", "mlflow.store.tracking.sqlalchemy_store",
-        "mlflow.store.workspace_aware_mixin", "mlflow.tracing.export", "opentelemetry.sdk.metrics", "rich.console",
-        "rich.table", "rich.progress", "mlffbench.cli.app", "mlffbench.compare", "mlffbench.compare_report",
-        "mlffbench.experiment", "mlffbench.trained", "mlffbench.tracking", "mlffbench.tuning.study",
-        "mlffbench.tuning.report", "mlffbench.training.loop", "mlffbench.graph.neighbors", "mlffbench.graph.batching",
-        "mlffbench.datasets.user", "mlffbench.splits", "mlffbench.backends.torch", "mlffbench_schnet.model",
+        "matplotlib.pyplot",
+        "torch",
+        "torch_geometric",
+        "h5py",
+        "git",
+        "sqlalchemy.dialects.sqlite",
+        "alembic.command",
+        "alembic.config",
+        "optuna",
+        "optuna.storages",
+        "mlflow",
+        "mlflow.store.tracking.sqlalchemy_store",
+        "mlflow.store.workspace_aware_mixin",
+        "mlflow.tracing.export",
+        "opentelemetry.sdk.metrics",
+        "rich.console",
+        "rich.table",
+        "rich.progress",
+        "mlffbench.cli.app",
+        "mlffbench.speed.compare",
+        "mlffbench.speed.report",
+        "mlffbench.runs.experiment",
+        "mlffbench.runs.trained",
+        "mlffbench.runs.tracking",
+        "mlffbench.tuning.study",
+        "mlffbench.tuning.report",
+        "mlffbench.training.loop",
+        "mlffbench.graph.neighbors",
+        "mlffbench.graph.batching",
+        "mlffbench.data.user",
+        "mlffbench.data.splits",
+        "mlffbench.backends.torch",
+        "mlffbench_schnet.model",
     ):
         try:
             importlib.import_module(name)
         except ImportError:
             pass  # only slower
-    from mlffbench.plugins import get_plugins
+    from mlffbench.plugin.manager import get_plugins
 
     get_plugins()
 
@@ -93,7 +119,7 @@ def _child(request: dict) -> None:
         import atexit
 
         atexit._run_exitfuncs()  # as a normal interpreter exit does (e.g. MLflow ends a run left open)
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         import traceback
 
         traceback.print_exc()
@@ -127,8 +153,13 @@ class ForkServer:
 
     def __init__(self, folder: Path, env: dict[str, str] | None = None) -> None:
         self.template = Path(folder) / "empty-mlflow.db"
-        self.proc = subprocess.Popen([sys.executable, __file__, str(self.template)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, str(self.template)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert json.loads(self.proc.stdout.readline()).get("ready"), "fork server did not start"
 
     def store(self, runs_dir: Path) -> str:
@@ -149,8 +180,15 @@ class ForkServer:
 
     def start(self, args: list[str], cwd: Path, name: str) -> int:
         """Start ``mlffbench ARGS`` in ``cwd``; its output goes to ``cwd/NAME.out`` and ``.err``."""
-        return self._ask({"op": "run", "args": list(args), "cwd": str(cwd), "out": str(Path(cwd) / f"{name}.out"),
-                          "err": str(Path(cwd) / f"{name}.err")})["pid"]
+        return self._ask(
+            {
+                "op": "run",
+                "args": list(args),
+                "cwd": str(cwd),
+                "out": str(Path(cwd) / f"{name}.out"),
+                "err": str(Path(cwd) / f"{name}.err"),
+            }
+        )["pid"]
 
     def wait(self, pid: int) -> int:
         return self._ask({"op": "wait", "pid": pid})["rc"]

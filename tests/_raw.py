@@ -1,7 +1,7 @@
 """Read the real datasets in /work/shared/data straight from their original files, for tests.
 
 A stop-gap independent of the dataset layer: each reader builds a StructureSet with
-``mlffbench.structures.from_arrays`` in eV / Å / eV/Å. The data folder comes from
+``mlffbench.data.structures.from_arrays`` in eV / Å / eV/Å. The data folder comes from
 MLFFBENCH_DATA_DIR, else the ``shared/data`` folder beside the repository.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlffbench.elements import atomic_number
-from mlffbench.structures import StructureSet, concatenate, from_arrays
-from mlffbench.units import HARTREE_EV, KCAL_MOL_EV
+from mlffbench.data.elements import atomic_number
+from mlffbench.data.structures import StructureSet, concatenate, from_arrays
+from mlffbench.data.units import HARTREE_EV, KCAL_MOL_EV
 
 
 def data_dir() -> Path:

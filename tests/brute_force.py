@@ -44,7 +44,7 @@ def brute_force_neighbors(positions, cell, pbc, cutoff: float) -> set[tuple[int,
     ranges = []
     for k in range(3):
         if not pbc[k]:
-            ranges.append(range(0, 1))
+            ranges.append(range(1))
             continue
         width = volume / np.linalg.norm(np.cross(basis[(k + 1) % 3], basis[(k + 2) % 3]))
         df = frac[:, k][None, :] - frac[:, k][:, None]  # receiver minus sender

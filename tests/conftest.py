@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlffbench import runtime
+from mlffbench.speed import runtime
 
 # The tests train with the XLA CPU flags of the commands that train or time, set here before any
 # test imports jax (importing mlffbench changes nothing; docs/process-setup.md).

@@ -12,11 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _raw  # noqa: E402
+import _raw
 
-from mlffbench.errors import ConfigError, DataError  # noqa: E402
-from mlffbench.graph.batching import BATCH_FIELDS, GraphBatch, GraphBatcher, bucket  # noqa: E402
-from mlffbench.graph.neighbors import compute_neighbors, neighbor_list  # noqa: E402
+from mlffbench.errors import ConfigError, DataError
+from mlffbench.graph.batching import BATCH_FIELDS, GraphBatch, GraphBatcher, bucket
+from mlffbench.graph.neighbors import compute_neighbors, neighbor_list
 
 REPO = Path(__file__).resolve().parents[1]
 

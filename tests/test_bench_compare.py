@@ -14,8 +14,16 @@ import pytest
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 TINY_JAT = ["-p", "layer_dims=[16,16]", "-p", "embed_d=16", "-p", "cutoff=3.5"]
 COMPARE_TINY = [
-    "-p", "jat:layer_dims=[16,16]", "-p", "jat:embed_d=16", "-p", "jat:cutoff=3.5",
-    "-p", "neuralil:core_widths=[16,16]", "-p", "neuralil:n_max=2",
+    "-p",
+    "jat:layer_dims=[16,16]",
+    "-p",
+    "jat:embed_d=16",
+    "-p",
+    "jat:cutoff=3.5",
+    "-p",
+    "neuralil:core_widths=[16,16]",
+    "-p",
+    "neuralil:n_max=2",
 ]
 
 
@@ -25,8 +33,30 @@ def cli(args, cwd, timeout=600):
 
 
 def test_bench_cli(tmp_path):
-    out = cli(["bench", "jat", "--dataset", "ean", "--max-configs", "12", *TINY_JAT, "--repeats", "2", "--train-steps", "1",
-               "--infer-batch", "3", "--sweep", "1,2", "--sweep-repeats", "2", "--json", "bench.json"], tmp_path)
+    out = cli(
+        [
+            "bench",
+            "jat",
+            "--dataset",
+            "ean",
+            "--max-configs",
+            "12",
+            *TINY_JAT,
+            "--repeats",
+            "2",
+            "--train-steps",
+            "1",
+            "--infer-batch",
+            "3",
+            "--sweep",
+            "1,2",
+            "--sweep-repeats",
+            "2",
+            "--json",
+            "bench.json",
+        ],
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "bench.json").read_text())
     train, (one, three) = result["training"], result["inference"]
@@ -50,8 +80,27 @@ def test_bench_cli(tmp_path):
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("compare")
-    args = ["compare", "jat", "neuralil", "--dataset", "ean", "--epochs", "1", "--max-configs", "20", *COMPARE_TINY,
-            "--repeats", "2", "--train-steps", "1", "--no-progress", "--out", "report", "--json", "compare.json"]
+    args = [
+        "compare",
+        "jat",
+        "neuralil",
+        "--dataset",
+        "ean",
+        "--epochs",
+        "1",
+        "--max-configs",
+        "20",
+        *COMPARE_TINY,
+        "--repeats",
+        "2",
+        "--train-steps",
+        "1",
+        "--no-progress",
+        "--out",
+        "report",
+        "--json",
+        "compare.json",
+    ]
     out = cli(args, cwd)
     assert out.returncode == 0, out.stderr
     return cwd, json.loads((cwd / "compare.json").read_text()), out, args
@@ -70,7 +119,12 @@ def test_compare_outputs(compared):
         # compare re-evaluates the best checkpoint: the same test errors the run recorded
         assert m["test"]["force_mae"]["mean"] == pytest.approx(run_metrics["test"]["force_mae"], rel=1e-4)
     assert result["models"]["jat"]["train_speed_ratio"] == pytest.approx(1.0)
-    for file in ("report/report.md", "report/accuracy_vs_speed.png", "report/force_mae_vs_wall_time.png", "report/force_parity.png"):
+    for file in (
+        "report/report.md",
+        "report/accuracy_vs_speed.png",
+        "report/force_mae_vs_wall_time.png",
+        "report/force_parity.png",
+    ):
         assert (cwd / file).is_file() and (cwd / file).stat().st_size > 1000, file
     report = (cwd / "report/report.md").read_text()
     assert result["split_fingerprint"] in report and "![parity](force_parity.png)" in report
@@ -92,24 +146,49 @@ def test_compare_reuses_matching_runs(compared):
     """Same models, dataset, configuration, split and budget: the finished runs are found
     (nothing is trained); another budget finds none."""
     cwd, result, _, _ = compared
-    from mlffbench.compare import CompareOptions, find_reusable, obtain_runs, _resolved, expected_split
+    from mlffbench.speed.compare import CompareOptions, _resolved, expected_split, find_reusable, obtain_runs
 
     options = CompareOptions(
-        models=("jat", "neuralil"), dataset="ean", epochs=1, train_params={"max_configs": 20}, runs_dir=cwd / "runs",
-        model_params={"jat": {"layer_dims": [16, 16], "embed_d": 16, "cutoff": 3.5}, "neuralil": {"core_widths": [16, 16], "n_max": 2}},
+        models=("jat", "neuralil"),
+        dataset="ean",
+        epochs=1,
+        train_params={"max_configs": 20},
+        runs_dir=cwd / "runs",
+        model_params={
+            "jat": {"layer_dims": [16, 16], "embed_d": 16, "cutoff": 3.5},
+            "neuralil": {"core_widths": [16, 16], "n_max": 2},
+        },
     )
     found = obtain_runs(options)
     assert [d.name for d in found] == [Path(r["run_dir"]).name for r in result["runs"]]
     fp = expected_split("jat", options).fingerprint
     assert fp == result["split_fingerprint"]
-    spec, card, _, _, model_config, train_config = _resolved("jat", CompareOptions(**{**options.__dict__, "epochs": 2}), 0)
+    _spec, _card, _, _, model_config, train_config = _resolved(
+        "jat", CompareOptions(**{**options.__dict__, "epochs": 2}), 0
+    )
     assert find_reusable(cwd / "runs", "jat", "ean", model_config, train_config, fp) is None
 
 
 def test_compare_refuses_runs_on_different_splits(compared):
     cwd, result, _, _ = compared
-    out = cli(["run", "jat", "--dataset", "ean", "--epochs", "0", "--max-configs", "20", "--split-seed", "1", *TINY_JAT,
-               "--no-progress", "--no-tracking"], cwd)  # no training needed: the run records its split
+    out = cli(
+        [
+            "run",
+            "jat",
+            "--dataset",
+            "ean",
+            "--epochs",
+            "0",
+            "--max-configs",
+            "20",
+            "--split-seed",
+            "1",
+            *TINY_JAT,
+            "--no-progress",
+            "--no-tracking",
+        ],
+        cwd,
+    )  # no training needed: the run records its split
     assert out.returncode == 0, out.stderr
     other = next(line.split(":", 1)[1].strip() for line in out.stdout.splitlines() if line.startswith("run directory:"))
     first = result["models"]["jat"]["runs"][0]
@@ -123,8 +202,8 @@ def test_compare_refuses_runs_on_different_splits(compared):
 def test_per_group_breakdown_on_molecules():
     """COMP6 S66x8 (66 dimers, more than 30 groups): errors broken down by heavy-atom count;
     predictions off by a known amount per group give exactly that error per group."""
-    from mlffbench.compare import errors_of, groups_of
-    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.speed.compare import errors_of, groups_of
 
     ds = load_dataset("comp6-s66x8")
     idx = np.arange(0, ds.n_configs, 3)
@@ -137,13 +216,19 @@ def test_per_group_breakdown_on_molecules():
     ref_f = np.concatenate([ds.forces[ds.atoms_of(int(i))] for i in idx])
     shift = np.array([1e-3 * heavy[int(i)] for i in idx])  # eV/Å per component, eV/atom per energy
     pred = {
-        "config": idx, "n_atoms": n_atoms, "atom_config": atom_config,
-        "energy_ref": ds.energy[idx], "energy_pred": ds.energy[idx] + shift * n_atoms,
-        "force_ref": ref_f, "force_pred": ref_f - shift[atom_config][:, None],
+        "config": idx,
+        "n_atoms": n_atoms,
+        "atom_config": atom_config,
+        "energy_ref": ds.energy[idx],
+        "energy_pred": ds.energy[idx] + shift * n_atoms,
+        "force_ref": ref_f,
+        "force_pred": ref_f - shift[atom_config][:, None],
     }
     for g, members in groups.items():
         e = errors_of(pred, members)
         assert e["configs"] == len(members)
-        assert e["force_mae"] == pytest.approx(1e-3 * int(g)) and e["energy_mae_per_atom"] == pytest.approx(1e-3 * int(g))
+        assert e["force_mae"] == pytest.approx(1e-3 * int(g)) and e["energy_mae_per_atom"] == pytest.approx(
+            1e-3 * int(g)
+        )
     whole = errors_of(pred)
     assert min(1e-3 * int(g) for g in groups) < whole["force_mae"] < max(1e-3 * int(g) for g in groups)

@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 
 EXPECTED = {
@@ -25,8 +23,16 @@ EXPECTED = {
     **{
         f"rmd17-{m}": (2000, n, n, "no")
         for m, n in {
-            "aspirin": 21, "azobenzene": 24, "benzene": 12, "ethanol": 9, "malonaldehyde": 9,
-            "naphthalene": 18, "paracetamol": 20, "salicylic": 16, "toluene": 15, "uracil": 12,
+            "aspirin": 21,
+            "azobenzene": 24,
+            "benzene": 12,
+            "ethanol": 9,
+            "malonaldehyde": 9,
+            "naphthalene": 18,
+            "paracetamol": 20,
+            "salicylic": 16,
+            "toluene": 15,
+            "uracil": 12,
         }.items()
     },
 }
@@ -55,7 +61,12 @@ def test_datasets_show_counts_every_dataset(tmp_path, data_dir):
         out = cli("datasets", "show", name, "--data-dir", str(data_dir), "--json", str(target))
         assert out.returncode == 0, out.stderr
         info = json.loads(target.read_text())
-        assert (info["configurations"], info["atoms_min"], info["atoms_max"], info["periodic"]) == (configs, atoms_min, atoms_max, periodic), name
+        assert (info["configurations"], info["atoms_min"], info["atoms_max"], info["periodic"]) == (
+            configs,
+            atoms_min,
+            atoms_max,
+            periodic,
+        ), name
         assert str(configs) in out.stdout
         assert name in listing.stdout
     ean = json.loads((tmp_path / "ean.json").read_text())
@@ -66,7 +77,11 @@ def test_datasets_show_counts_every_dataset(tmp_path, data_dir):
 
 def test_unknown_names(tmp_path):
     assert_user_error(cli("datasets", "show", "no-such-set"), "unknown dataset 'no-such-set'", "ean")
-    assert_user_error(cli("run", "no-such-model", "--dataset", "ean", "--runs-dir", str(tmp_path)), "unknown model 'no-such-model'", "jat")
+    assert_user_error(
+        cli("run", "no-such-model", "--dataset", "ean", "--runs-dir", str(tmp_path)),
+        "unknown model 'no-such-model'",
+        "jat",
+    )
     assert_user_error(cli("run", "jat", "--dataset", "nope", "--runs-dir", str(tmp_path)), "unknown dataset 'nope'")
     assert not any(tmp_path.iterdir())  # nothing written
 
@@ -85,22 +100,43 @@ def test_corrupted_file_is_rejected_and_left_alone(tmp_path, data_dir):
     text = source.read_text().splitlines(keepends=True)
     (broken / "validation_original.json").write_text("".join(text[:3]) + text[3][: len(text[3]) // 2])
     before = (broken / "validation_original.json").read_bytes()
-    out = cli("datasets", "show", "ean", "--data-dir", str(tmp_path / "data"), "--no-download", env={"MLFFBENCH_CACHE_DIR": str(tmp_path / "cache")})
+    out = cli(
+        "datasets",
+        "show",
+        "ean",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--no-download",
+        env={"MLFFBENCH_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert_user_error(out, "validation_original.json", "sha256")
     assert (broken / "validation_original.json").read_bytes() == before
 
 
 def test_bad_options(tmp_path):
-    assert_user_error(cli("run", "jat", "--dataset", "ean", "--param", "n_head=0", "--runs-dir", str(tmp_path)), "n_head")
-    assert_user_error(cli("run", "jat", "--dataset", "ean", "--param", "no_such_option=1", "--runs-dir", str(tmp_path)), "unknown jat model option(s): no_such_option")
-    assert_user_error(cli("run", "jat", "--dataset", "ean", "--lr", "1,2", "--runs-dir", str(tmp_path)), "--lr must be 3")
-    assert_user_error(cli("run", "jat", "--dataset", "ean", "--param", "broken", "--runs-dir", str(tmp_path)), "--param 'broken'")
+    assert_user_error(
+        cli("run", "jat", "--dataset", "ean", "--param", "n_head=0", "--runs-dir", str(tmp_path)), "n_head"
+    )
+    assert_user_error(
+        cli("run", "jat", "--dataset", "ean", "--param", "no_such_option=1", "--runs-dir", str(tmp_path)),
+        "unknown jat model option(s): no_such_option",
+    )
+    assert_user_error(
+        cli("run", "jat", "--dataset", "ean", "--lr", "1,2", "--runs-dir", str(tmp_path)), "--lr must be 3"
+    )
+    assert_user_error(
+        cli("run", "jat", "--dataset", "ean", "--param", "broken", "--runs-dir", str(tmp_path)), "--param 'broken'"
+    )
     assert_user_error(cli("evaluate", "jat", "--dataset", "ean", "--runs-dir", str(tmp_path)), "--init-from")
 
 
 def test_readme_commands_are_what_ci_runs():
     root = Path(__file__).resolve().parents[1]
     readme = (root / "README.md").read_text()
-    ci_command = [line for line in (root / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci_command = [
+        line
+        for line in (root / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert len(ci_command) == 1 and ci_command[0] in readme
     assert shutil.which("bash")

@@ -14,11 +14,29 @@ import pytest
 from click.testing import CliRunner
 
 from mlffbench.cli.app import main
-from mlffbench.conformance import FAILED, PASSED, REPORTED, plugin_model, run_suite, standard_configurations
-from mlffbench.conformance.defects import planted
+from mlffbench.tasks.conformance import FAILED, PASSED, REPORTED, plugin_model, run_suite, standard_configurations
+from mlffbench.tasks.conformance.defects import planted
 
-SMALL = {"hidden_channels": 16, "num_filters": 16, "num_interactions": 1, "num_gaussians": 12, "readout_channels": 8, "cutoff": 3.0}
-SCHNET = ["-p", "hidden_channels=16", "-p", "num_filters=16", "-p", "num_interactions=1", "-p", "num_gaussians=12", "-p", "cutoff=3.0"]
+SMALL = {
+    "hidden_channels": 16,
+    "num_filters": 16,
+    "num_interactions": 1,
+    "num_gaussians": 12,
+    "readout_channels": 8,
+    "cutoff": 3.0,
+}
+SCHNET = [
+    "-p",
+    "hidden_channels=16",
+    "-p",
+    "num_filters=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=12",
+    "-p",
+    "cutoff=3.0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +90,20 @@ def test_configurations_with_unknown_elements_are_left_out(configs):
 def test_check_command_prints_the_table_and_writes_json(tmp_path, data_dir):
     out = tmp_path / "report.json"
     result = CliRunner().invoke(
-        main, ["check", "schnet", *SCHNET, "--only", "forces", "--only", "supercell", "--json", str(out), "--data-dir", str(data_dir)]
+        main,
+        [
+            "check",
+            "schnet",
+            *SCHNET,
+            "--only",
+            "forces",
+            "--only",
+            "supercell",
+            "--json",
+            str(out),
+            "--data-dir",
+            str(data_dir),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "conformance of schnet" in result.output and "max|F_fd − F|" in result.output

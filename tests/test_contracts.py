@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from mlffbench.backends.base import Backend
+from mlffbench.data.stats import DatasetStats, ModelStats, SpeciesStats
 from mlffbench.errors import ConfigError
-from mlffbench.model_config import Flag, Integer, Length, ModelConfig, OneOf, PositiveInts, option
-from mlffbench.stats import DatasetStats, ModelStats, SpeciesStats
-from mlffbench.training.backend import Backend
+from mlffbench.plugin.config import Flag, Integer, Length, ModelConfig, OneOf, PositiveInts, option
 from mlffbench.training.callbacks import Callback, StopKind, StopReason, StopTraining, stop_kind
 from mlffbench.training.config import TrainConfig
 from mlffbench.training.loop import fit
@@ -93,12 +93,17 @@ def test_backend_base_declares_the_constructor_both_backends_use():
 
 
 def test_backends_subclass_the_base():
-    from mlffbench.training.backend import get_backend_class
+    from mlffbench.backends.base import get_backend_class
 
     for name in ("jax", "torch"):
         cls = get_backend_class(name)
         assert issubclass(cls, Backend)
-        assert list(inspect.signature(cls.__init__).parameters)[:4] == ["self", "potential", "train_config", "force_rms"]
+        assert list(inspect.signature(cls.__init__).parameters)[:4] == [
+            "self",
+            "potential",
+            "train_config",
+            "force_rms",
+        ]
 
 
 def test_the_loop_returns_a_structured_reason_and_records_its_text(tmp_path):
@@ -190,5 +195,7 @@ def test_model_config_base_converts_and_names_unknown_keys():
     c = _Demo.from_dict({"cutoff": 4, "widths": [4, 2]})
     assert c.cutoff == 4.0 and isinstance(c.cutoff, float) and c.widths == (4, 2)
     assert c == _Demo(cutoff=4.0, widths=(4, 2)) and hash(c) == hash(_Demo(cutoff=4.0, widths=(4, 2)))
-    with pytest.raises(ConfigError, match=r"^demo config: unknown option 'm' \(known: cutoff, gauss, kind, n, on, widths\)$"):
+    with pytest.raises(
+        ConfigError, match=r"^demo config: unknown option 'm' \(known: cutoff, gauss, kind, n, on, widths\)$"
+    ):
         _Demo.from_dict({"m": 1, "z": 2})

@@ -14,14 +14,13 @@ import h5py
 import numpy as np
 import pytest
 
-from mlffbench import units
-from mlffbench.datasets import fetch
-from mlffbench.datasets.cards import builtin_cards, load_card
-from mlffbench.datasets.loading import config_roles, default_cache_dir, default_data_dir, load_dataset
-from mlffbench.datasets.summary import describe
+from mlffbench.data import fetch, units
+from mlffbench.data.cards import builtin_cards, load_card
+from mlffbench.data.loading import config_roles, default_cache_dir, default_data_dir, load_dataset
+from mlffbench.data.summary import describe
 from mlffbench.errors import DataError
-from mlffbench.plugins import get_registry
-from mlffbench.registry import FormatSpec
+from mlffbench.plugin.manager import get_registry
+from mlffbench.plugin.registry import FormatSpec
 
 RMD17 = (
     "aspirin",
@@ -35,21 +34,28 @@ RMD17 = (
     "toluene",
     "uracil",
 )
-RMD17_ATOMS = dict(
-    aspirin=21,
-    azobenzene=24,
-    benzene=12,
-    ethanol=9,
-    malonaldehyde=9,
-    naphthalene=18,
-    paracetamol=20,
-    salicylic=16,
-    toluene=15,
-    uracil=12,
-)
-NAMES = {"ean", "ani1-s01", "comp6-s66x8", "botnet-acac", "botnet-ethanol", "botnet-ethanol-dimers", "hfo2-slabs", "water"} | {
-    f"rmd17-{m}" for m in RMD17
+RMD17_ATOMS = {
+    "aspirin": 21,
+    "azobenzene": 24,
+    "benzene": 12,
+    "ethanol": 9,
+    "malonaldehyde": 9,
+    "naphthalene": 18,
+    "paracetamol": 20,
+    "salicylic": 16,
+    "toluene": 15,
+    "uracil": 12,
 }
+NAMES = {
+    "ean",
+    "ani1-s01",
+    "comp6-s66x8",
+    "botnet-acac",
+    "botnet-ethanol",
+    "botnet-ethanol-dimers",
+    "hfo2-slabs",
+    "water",
+} | {f"rmd17-{m}" for m in RMD17}
 
 # name: (configurations, atoms per configuration (min, max), configurations per card role)
 EXPECTED = {
@@ -188,8 +194,8 @@ def test_ean_values_are_the_files_values(load, data_dir):
     np.testing.assert_array_equal(ds.forces[ds.atoms_of(74)], np.array(last["Forces"]))
     np.testing.assert_allclose(ds.cell[0], np.diag([12.9] * 3))
     assert ds.pbc.all()
-    cation, anion = "N H H H C H H C H H H".split(), "N O O O".split()
-    from mlffbench import elements
+    cation, anion = ["N", "H", "H", "H", "C", "H", "H", "C", "H", "H", "H"], ["N", "O", "O", "O"]
+    from mlffbench.data import elements
 
     assert [elements.symbol(z) for z in ds.numbers[ds.atoms_of(3)]] == cation * 15 + anion * 15
 
@@ -450,7 +456,7 @@ def test_default_directories(monkeypatch, tmp_path):
 def test_dataset_modules_import_neither_jax_nor_torch(data_dir, tmp_path):
     code = (
         "import sys, json\n"
-        "from mlffbench.datasets import builtin, loading, summary\n"
+        "from mlffbench.data import builtin, loading, summary\n"
         "registry = {}\n"
         "builtin.mlffbench_formats(register=lambda s: registry.setdefault(s.name, s))\n"
         "cards = []\n"

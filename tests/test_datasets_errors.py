@@ -13,11 +13,11 @@ import h5py
 import numpy as np
 import pytest
 
-from mlffbench.datasets.fetch import locate_files
-from mlffbench.datasets.loading import load_dataset
+from mlffbench.data.fetch import locate_files
+from mlffbench.data.loading import load_dataset
 from mlffbench.errors import DataError
-from mlffbench.plugins import get_registry
-from mlffbench.registry import DataFile
+from mlffbench.plugin.manager import get_registry
+from mlffbench.plugin.registry import DataFile
 
 
 def _sha(path: Path) -> str:

@@ -22,9 +22,9 @@ PACKAGE = Path(__file__).resolve().parent / "third_party" / "mlffbench_example_d
 SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from mlffbench.plugins import get_plugins
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.datasets.summary import describe
+    from mlffbench.plugin.manager import get_plugins
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.summary import describe
     import mlffbench_example_dataset as example
 
     data_dir, cache_dir = sys.argv[1], sys.argv[2]
@@ -111,7 +111,11 @@ def test_third_party_dataset_plugin(tmp_path):
     # and the command a user types lists it, with no change to mlffbench
     listing = subprocess.run(
         [sys.executable, "-m", "mlffbench.cli.app", "datasets"],
-        capture_output=True, text=True, timeout=300, env={**env, "COLUMNS": "250"}, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**env, "COLUMNS": "250"},
+        cwd=tmp_path,
     )
     assert listing.returncode == 0, listing.stderr
     row = next(line for line in listing.stdout.splitlines() if "example-h2" in line)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from mlffbench.datasets import fetch
-from mlffbench.datasets.fetch import locate_files
-from mlffbench.datasets.loading import load_dataset
+from mlffbench.data import fetch
+from mlffbench.data.fetch import locate_files
+from mlffbench.data.loading import load_dataset
 from mlffbench.errors import DataError
-from mlffbench.plugins import get_registry
-from mlffbench.registry import DataFile, DatasetCard
+from mlffbench.plugin.manager import get_registry
+from mlffbench.plugin.registry import DataFile, DatasetCard
 
 TYPE_MAP = "water_deepmd/data_0/type_map.raw"
 ANI = "ani1_gdb_s01/ani_gdb_s01.h5"

@@ -36,11 +36,46 @@ KILLS = 10
 DATA = ["--dataset", "rmd17-ethanol", "--max-configs", "12"]
 TINY = ["-p", "hidden_channels=16", "-p", "num_filters=16", "-p", "num_interactions=1", "-p", "num_gaussians=10"]
 RUN = ["run", "schnet", *DATA, "--batch-size", "2", "--seed", "3", *TINY, "-t", "eval_batch_size=4", "--no-progress"]
-TUNE = ["tune", "schnet", *DATA, "--pruner", "none", "--sampler", "random", "--seed", "1", "-p", "width=16",
-        "-p", "num_interactions=1", "-p", "num_gaussians=10", "-p", "cutoff=4.0", "-p", "lr_max=0.003",
-        "-t", "batch_size=2", "-t", "eval_batch_size=4"]
-COMPARE = ["compare", "schnet", *DATA, *TINY, "-t", "batch_size=2", "-t", "eval_batch_size=4", "--repeats", "1",
-           "--train-steps", "1", "--no-progress"]
+TUNE = [
+    "tune",
+    "schnet",
+    *DATA,
+    "--pruner",
+    "none",
+    "--sampler",
+    "random",
+    "--seed",
+    "1",
+    "-p",
+    "width=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=10",
+    "-p",
+    "cutoff=4.0",
+    "-p",
+    "lr_max=0.003",
+    "-t",
+    "batch_size=2",
+    "-t",
+    "eval_batch_size=4",
+]
+COMPARE = [
+    "compare",
+    "schnet",
+    *DATA,
+    *TINY,
+    "-t",
+    "batch_size=2",
+    "-t",
+    "eval_batch_size=4",
+    "--repeats",
+    "1",
+    "--train-steps",
+    "1",
+    "--no-progress",
+]
 EPOCHS = 12
 STUDY_TRIALS = 4
 
@@ -127,8 +162,11 @@ def all_runs(uri: str):
 def assert_steps_once(uri: str, run_id: str, epochs: int) -> None:
     """Every per-epoch metric of the MLflow run has steps 1..epochs, each once."""
     c = client(uri)
-    keys = [k for k in c.get_run(run_id).data.metrics if k in ("train_loss", "lr_last")
-            or k.startswith("val_") and not k.endswith("_within_epoch")]
+    keys = [
+        k
+        for k in c.get_run(run_id).data.metrics
+        if k in ("train_loss", "lr_last") or k.startswith("val_") and not k.endswith("_within_epoch")
+    ]
     assert "train_loss" in keys
     for key in keys:
         assert sorted(m.step for m in c.get_metric_history(run_id, key)) == list(range(1, epochs + 1)), key
@@ -156,7 +194,9 @@ def assert_runs_check(server, folder: Path, cwd: Path) -> None:
 # ------------------------------------------------------------------- run
 def test_run_killed_ten_times_resumes_to_the_uninterrupted_result(server, tmp_path):
     server.store(tmp_path / "reference")
-    out, _ = timed(server, [*RUN, "--epochs", str(EPOCHS), "--runs-dir", str(tmp_path / "reference")], tmp_path, "reference")
+    out, _ = timed(
+        server, [*RUN, "--epochs", str(EPOCHS), "--runs-dir", str(tmp_path / "reference")], tmp_path, "reference"
+    )
     reference = run_dir_of(out)
     runs = tmp_path / "runs"
     uri = server.store(runs)
@@ -191,8 +231,23 @@ def test_tune_killed_ten_times_keeps_every_trial_once(server, tmp_path):
 
     def tune(where: str, trials: int):
         storage = f"sqlite:///{tmp_path / where}.db"
-        return storage, [*TUNE, "--epochs", "3", "--study", "s", "--storage", storage, "--trials", str(trials),
-                         "--study-trials", str(trials), "--heartbeat", "1", "--runs-dir", str(tmp_path / where)]
+        return storage, [
+            *TUNE,
+            "--epochs",
+            "3",
+            "--study",
+            "s",
+            "--storage",
+            storage,
+            "--trials",
+            str(trials),
+            "--study-trials",
+            str(trials),
+            "--heartbeat",
+            "1",
+            "--runs-dir",
+            str(tmp_path / where),
+        ]
 
     server.store(tmp_path / "reference")
     storage, args = tune("reference", 1)
@@ -297,9 +352,19 @@ def test_compare_killed_ten_times_reuses_and_resumes_its_runs(server, tmp_path):
                 return True
             return any(t > start for t in checkpoints(runs).values()) or err.is_file() and "timing" in err.read_text()
 
-        codes.append(kill_when(server, [*args, "--runs-dir", str(runs)], tmp_path, f"attempt{k}", ready,
-                               rng.uniform(0.0, 1.5) if wait else rng.uniform(0.0, 1.0)))
-        if not reported and any(r.info.status == "RUNNING" and r.data.tags.get("mlffbench.kind") == "compare" for r in all_runs(uri)):
+        codes.append(
+            kill_when(
+                server,
+                [*args, "--runs-dir", str(runs)],
+                tmp_path,
+                f"attempt{k}",
+                ready,
+                rng.uniform(0.0, 1.5) if wait else rng.uniform(0.0, 1.0),
+            )
+        )
+        if not reported and any(
+            r.info.status == "RUNNING" and r.data.tags.get("mlffbench.kind") == "compare" for r in all_runs(uri)
+        ):
             rc, out, _ = server.run(["runs", str(runs), "--check"], tmp_path, "check-stale")
             assert rc == 1 and "compare run" in out and "is gone" in out, out
             reported = True
@@ -310,7 +375,9 @@ def test_compare_killed_ten_times_reuses_and_resumes_its_runs(server, tmp_path):
     result = read(tmp_path / "final.json")
     assert len(run_dirs(runs)) == 2  # one run per seed: the unfinished ones were resumed, not trained again
     assert sorted(r["run_dir"] for r in result["runs"]) == sorted(str(d) for d in run_dirs(runs))
-    for got, want in zip(sorted(result["runs"], key=lambda r: r["seed"]), sorted(expected["runs"], key=lambda r: r["seed"]), strict=True):
+    for got, want in zip(
+        sorted(result["runs"], key=lambda r: r["seed"]), sorted(expected["runs"], key=lambda r: r["seed"]), strict=True
+    ):
         assert got["test"] == pytest.approx(want["test"], rel=1e-5)
         assert_same_training(Path(got["run_dir"]), Path(want["run_dir"]))
     parents = [r for r in all_runs(uri) if r.data.tags.get("mlffbench.kind") == "compare"]
@@ -328,7 +395,9 @@ def test_compare_killed_ten_times_reuses_and_resumes_its_runs(server, tmp_path):
 def test_compare_parent_run_ends_failed_on_an_error_and_killed_on_sigterm(server, tmp_path):
     runs = tmp_path / "runs"
     uri = server.store(runs)
-    rc, _, err = server.run([*COMPARE, "--epochs", "1", "-t", "batch_size=64", "--runs-dir", str(runs)], tmp_path, "error")
+    rc, _, err = server.run(
+        [*COMPARE, "--epochs", "1", "-t", "batch_size=64", "--runs-dir", str(runs)], tmp_path, "error"
+    )
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("[")]
     assert rc == 2 and len(lines) == 1 and "fewer than one batch" in lines[0], err
     (failed,) = [r for r in all_runs(uri) if r.data.tags.get("mlffbench.kind") == "compare"]
@@ -342,7 +411,11 @@ def test_compare_parent_run_ends_failed_on_an_error_and_killed_on_sigterm(server
     os.kill(pid, signal.SIGTERM)
     assert server.wait(pid) == 143
     assert (tmp_path / "sigterm.err").read_text().strip().splitlines()[-1] == "terminated (SIGTERM)"
-    killed = next(r for r in all_runs(uri) if r.data.tags.get("mlffbench.kind") == "compare" and r.info.run_id != failed.info.run_id)
+    killed = next(
+        r
+        for r in all_runs(uri)
+        if r.data.tags.get("mlffbench.kind") == "compare" and r.info.run_id != failed.info.run_id
+    )
     assert killed.info.status == "KILLED" and killed.data.tags["mlffbench.reason"] == "terminated (SIGTERM)"
     interrupted = next(d for d in run_dirs(runs) if (d / "checkpoints" / "last.ckpt").is_file())
     assert read(interrupted / "status.json")["state"] == "interrupted"

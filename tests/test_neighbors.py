@@ -11,12 +11,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _raw  # noqa: E402
-from brute_force import as_triples, brute_force_neighbors  # noqa: E402
+import _raw
+from brute_force import as_triples, brute_force_neighbors
 
-from mlffbench.errors import ConfigError, DataError  # noqa: E402
-from mlffbench.graph.neighbors import NeighborTable, compute_neighbors, neighbor_list  # noqa: E402
-from mlffbench.structures import from_arrays  # noqa: E402
+from mlffbench.data.structures import from_arrays
+from mlffbench.errors import ConfigError, DataError
+from mlffbench.graph.neighbors import NeighborTable, compute_neighbors, neighbor_list
 
 
 def check_against_brute_force(positions, cell, pbc, cutoff):
@@ -101,7 +101,7 @@ def test_skewed_cell_with_cutoff_beyond_half_the_box():
     s, r, sh = check_against_brute_force(positions, cell, [True, True, True], cutoff)
     self_images = (s == r) & sh.any(axis=1)
     assert self_images.any()
-    pairs, counts = np.unique(np.stack([s, r], axis=1), axis=0, return_counts=True)
+    _pairs, counts = np.unique(np.stack([s, r], axis=1), axis=0, return_counts=True)
     assert counts.max() > 1, "several images of one pair expected"
     # positions far outside the cell give the same list
     shifted = positions + np.array([2, -3, 1]) @ cell
@@ -124,7 +124,7 @@ def test_free_molecule_equals_brute_force_and_is_strict():
     ds = _raw.rmd17("aspirin")
     positions, cell, pbc = config(ds, 10)
     assert not pbc.any() and not cell.any()
-    s, r, sh = check_against_brute_force(positions, cell, pbc, 4.0)
+    _s, _r, sh = check_against_brute_force(positions, cell, pbc, 4.0)
     assert not sh.any()
     # a pair at exactly the cutoff is not an edge
     two = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mlffbench import hookspecs
+from mlffbench.plugin import hookspecs
 
 MLFFBENCH = [sys.executable, "-m", "mlffbench.cli.app"]
 
@@ -27,7 +27,12 @@ def _fake_distribution(site: Path, name: str, modules: dict[str, str], entry_poi
 
 
 def _run(args, site: Path, **env):
-    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), "COLUMNS": "200", **env}
+    environ = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "COLUMNS": "200",
+        **env,
+    }
     return subprocess.run(MLFFBENCH + args, capture_output=True, text=True, env=environ, timeout=120)
 
 
@@ -46,7 +51,7 @@ def site(tmp_path):
         {
             "dup_mod": """
             from mlffbench import hookimpl
-            from mlffbench.registry import DatasetCard
+            from mlffbench.plugin.registry import DatasetCard
 
             @hookimpl
             def mlffbench_datasets(register):
@@ -88,10 +93,10 @@ def test_every_hook_is_documented():
 
 def test_core_imports_neither_jax_nor_torch():
     code = (
-        "import sys, mlffbench, mlffbench.cli.app, mlffbench.experiment, mlffbench.plugins, mlffbench.structures, "
-        "mlffbench.splits, mlffbench.stats, mlffbench.graph.neighbors, mlffbench.graph.batching, "
-        "mlffbench.datasets.loading, mlffbench.training.loop, mlffbench.tracking\n"
-        "mlffbench.plugins.get_registry()\n"
+        "import sys, mlffbench, mlffbench.cli.app, mlffbench.runs.experiment, mlffbench.plugin.manager, mlffbench.data.structures, "
+        "mlffbench.data.splits, mlffbench.data.stats, mlffbench.graph.neighbors, mlffbench.graph.batching, "
+        "mlffbench.data.loading, mlffbench.training.loop, mlffbench.runs.tracking\n"
+        "mlffbench.plugin.manager.get_registry()\n"
         "bad = sorted(m for m in ('jax', 'torch', 'flax', 'optax') if m in sys.modules)\n"
         "assert not bad, bad\n"
     )

@@ -1,6 +1,6 @@
 """No hidden process effects: importing mlffbench changes nothing, and only the commands that train
 or time set up their process (XLA's CPU flags, the re-execution with the tuned allocator;
-mlffbench.runtime.prepare_process, docs/process-setup.md)."""
+mlffbench.speed.runtime.prepare_process, docs/process-setup.md)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mlffbench import runtime
+from mlffbench.speed import runtime
 
 # Imports every module of the core (the JAX and PyTorch backends included) and lists the variables
 # that changed. Some libraries set variables of their own when imported (jax: TF_CPP_MIN_LOG_LEVEL,
@@ -56,7 +56,8 @@ class _Watch:
     seen = set()
 
     def find_spec(self, name, path=None, target=None):
-        if name in ("jax", "mlffbench.experiment") and name not in self.seen:
+        # the built-in datasets plugin is loaded with the registry: the command's work has begun
+        if name in ("jax", "mlffbench.data.builtin") and name not in self.seen:
             self.seen.add(name)
             _log(name)
         return None
@@ -80,8 +81,12 @@ def _mlffbench(tmp_path: Path, *args: str, **env_changes: str) -> list[dict]:
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     log = tmp_path / f"log-{len(list(tmp_path.glob('log-*')))}.jsonl"
-    env = _clean_env(PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
-                     MLFFBENCH_TEST_LOG=str(log), MLFFBENCH_RUNS_DIR=str(tmp_path / "runs"), **env_changes)
+    env = _clean_env(
+        PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        MLFFBENCH_TEST_LOG=str(log),
+        MLFFBENCH_RUNS_DIR=str(tmp_path / "runs"),
+        **env_changes,
+    )
     script = Path(sys.executable).parent / "mlffbench"
     command = [sys.executable, str(script)] if script.is_file() else [sys.executable, "-m", "mlffbench.cli.app"]
     subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -89,15 +94,21 @@ def _mlffbench(tmp_path: Path, *args: str, **env_changes: str) -> list[dict]:
 
 
 def _import_all(*first: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", IMPORT_ALL, *first], env=_clean_env(), capture_output=True, text=True,
-                         timeout=600, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL, *first],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 def test_importing_every_core_module_leaves_the_environment_unchanged():
     alone = _import_all()
-    assert "mlffbench.backends.jax" in alone["modules"] and "mlffbench.runtime" in alone["modules"]
+    assert "mlffbench.backends.jax" in alone["modules"] and "mlffbench.speed.runtime" in alone["modules"]
     assert "XLA_FLAGS" not in alone["by_mlffbench"] and "GLIBC_TUNABLES" not in alone["by_mlffbench"]
     # the same modules after the libraries they import: whatever still changes is mlffbench's doing
     apart = _import_all(*alone["third_party"])
@@ -105,7 +116,9 @@ def test_importing_every_core_module_leaves_the_environment_unchanged():
     assert set(alone["by_mlffbench"]) == set(apart["by_libraries"])  # the libraries' own variables, nothing else
 
 
-@pytest.mark.parametrize("args", [("--help",), ("run", "--help"), ("bench", "--help"), ("config",), ("runs",), ("datasets",)])
+@pytest.mark.parametrize(
+    "args", [("--help",), ("run", "--help"), ("bench", "--help"), ("config",), ("runs",), ("datasets",)]
+)
 def test_commands_that_neither_train_nor_time_leave_the_process_alone(tmp_path, args):
     events = _mlffbench(tmp_path, *args)
     assert [e["event"] for e in events if e["event"] == "start"] == ["start"]  # not re-executed
@@ -122,14 +135,14 @@ def test_a_command_that_trains_reexecutes_once_with_the_flags_before_its_work_st
     tuned = starts[1]
     assert tuned["GLIBC_TUNABLES"] == ":".join(runtime.TUNABLES)
     assert f"--{runtime.XLA_YNN_FLAG}=" in tuned["XLA_FLAGS"].split()  # there when the interpreter starts
-    body = [e for e in events if e["event"] == "mlffbench.experiment"]
+    body = [e for e in events if e["event"] == "mlffbench.data.builtin"]
     assert len(body) == 1 and not body[0]["jax"] and body[0]["GLIBC_TUNABLES"] == tuned["GLIBC_TUNABLES"]
 
 
 def test_without_the_tuned_allocator_the_flags_are_set_before_jax_is_imported(tmp_path):
     events = _mlffbench(tmp_path, "run", "no-such-model", **{runtime.OPT_OUT: "1"})
     assert [e["event"] for e in events if e["event"] == "start"] == ["start"]
-    body = [e for e in events if e["event"] == "mlffbench.experiment"]
+    body = [e for e in events if e["event"] == "mlffbench.data.builtin"]
     assert len(body) == 1 and not body[0]["jax"] and body[0]["GLIBC_TUNABLES"] is None
     assert f"--{runtime.XLA_YNN_FLAG}=" in body[0]["XLA_FLAGS"].split()
     assert events[-1]["changed"] == ["XLA_FLAGS"]  # the one change, made by the command's set-up

@@ -16,9 +16,25 @@ import pytest
 
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 SMALL = [
-    "--dataset", "ean", "--max-configs", "30", "--batch-size", "4", "--seed", "3",
-    "-p", "layer_dims=[16,16]", "-p", "embed_d=16", "-p", "cutoff=3.5", "-p", "species_energy_shift=true",
-    "-t", "eval_batch_size=8", "--no-progress",
+    "--dataset",
+    "ean",
+    "--max-configs",
+    "30",
+    "--batch-size",
+    "4",
+    "--seed",
+    "3",
+    "-p",
+    "layer_dims=[16,16]",
+    "-p",
+    "embed_d=16",
+    "-p",
+    "cutoff=3.5",
+    "-p",
+    "species_energy_shift=true",
+    "-t",
+    "eval_batch_size=8",
+    "--no-progress",
 ]
 REQUIRED = ("energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse")
 
@@ -42,14 +58,33 @@ def finished_run(tmp_path_factory):
 
 
 def test_run_record(finished_run):
-    cwd, run_dir, out = finished_run
-    for name in ("config.json", "split.json", "stats.json", "metrics.json", "history.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    _cwd, run_dir, out = finished_run
+    for name in (
+        "config.json",
+        "split.json",
+        "stats.json",
+        "metrics.json",
+        "history.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for part in ("val", "test"):
         assert set(REQUIRED) <= set(metrics[part])
         assert all(np.isfinite(metrics[part][k]) for k in REQUIRED)
-    for key in ("train_configs_per_s", "compile_s", "wall_s", "n_params", "split_fingerprint", "dataset_fingerprint", "model", "dataset", "versions", "device"):
+    for key in (
+        "train_configs_per_s",
+        "compile_s",
+        "wall_s",
+        "n_params",
+        "split_fingerprint",
+        "dataset_fingerprint",
+        "model",
+        "dataset",
+        "versions",
+        "device",
+    ):
         assert metrics[key] not in (None, ""), key
     assert metrics["model"] == "jat" and metrics["dataset"] == "ean" and metrics["epochs"] == 3
     assert {"python", "jax", "numpy"} <= set(metrics["versions"])
@@ -60,11 +95,11 @@ def test_run_record(finished_run):
 
 
 def test_compiles_once_per_bucket_shape(finished_run):
-    cwd, run_dir, _ = finished_run
-    from mlffbench.datasets.loading import load_dataset
+    _cwd, run_dir, _ = finished_run
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.splits import Split
     from mlffbench.graph.batching import GraphBatcher
     from mlffbench.graph.neighbors import compute_neighbors
-    from mlffbench.splits import Split
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     split = Split.load(run_dir / "split.json")
@@ -87,7 +122,7 @@ def test_compiles_once_per_bucket_shape(finished_run):
 
 
 def test_mlflow_lists_the_run(finished_run):
-    cwd, run_dir, _ = finished_run
+    _cwd, run_dir, _ = finished_run
     import mlflow
 
     config = json.loads((run_dir / "config.json").read_text())
@@ -110,8 +145,14 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
     (tmp_path / "b").mkdir()
     env = {**os.environ, "COLUMNS": "200"}
-    proc = subprocess.Popen(CLI + ["run", "jat", *SMALL, "--epochs", "4", "--no-tracking"], cwd=tmp_path / "b", env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        CLI + ["run", "jat", *SMALL, "--epochs", "4", "--no-tracking"],
+        cwd=tmp_path / "b",
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     killed_at = None
     while time.time() < deadline and proc.poll() is None:

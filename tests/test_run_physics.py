@@ -15,23 +15,35 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from mlffbench.backends.predictor import Configuration, Prediction, Predictor
 from mlffbench.cli.app import main
 from mlffbench.errors import ConfigError, DataError, RunError
-from mlffbench.md import MDOptions, bonds, run_md
-from mlffbench.predictor import Configuration, Prediction, Predictor
+from mlffbench.tasks.md import MDOptions, bonds, run_md
 
-SCHNET = {"hidden_channels": 8, "num_filters": 8, "num_interactions": 1, "num_gaussians": 8, "cutoff": 3.0, "readout_channels": 8}
+SCHNET = {
+    "hidden_channels": 8,
+    "num_filters": 8,
+    "num_interactions": 1,
+    "num_gaussians": 8,
+    "cutoff": 3.0,
+    "readout_channels": 8,
+}
 S66X8_FACTORS = np.array([0.90, 0.95, 1.00, 1.05, 1.10, 1.25, 1.50, 2.00])  # the S66x8 curve points
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, data_dir):
-    from mlffbench.experiment import RunOptions, train_and_evaluate
+    from mlffbench.runs.experiment import RunOptions, train_and_evaluate
 
     options = RunOptions(
-        model="schnet", dataset="ean", model_params=dict(SCHNET),
+        model="schnet",
+        dataset="ean",
+        model_params=dict(SCHNET),
         train_params={"max_configs": 24, "batch_size": 4, "eval_batch_size": 8, "seed": 3, "epochs": 1},
-        data_dir=data_dir, runs_dir=tmp_path_factory.mktemp("physics-runs"), tracking=False, progress=False,
+        data_dir=data_dir,
+        runs_dir=tmp_path_factory.mktemp("physics-runs"),
+        tracking=False,
+        progress=False,
     )
     path, _ = train_and_evaluate(options)
     return path
@@ -39,7 +51,7 @@ def run_dir(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def ean(data_dir):
-    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.data.loading import load_dataset
 
     return load_dataset("ean", data_dir=data_dir, download=False)
 
@@ -56,7 +68,7 @@ def test_calculator_reproduces_the_runs_own_evaluation(run_dir, ean):
     """Forces of the test configurations through ``mlffbench.ase.calculator(RUN)`` give the
     test force MAE that the run wrote at the end of training (same checkpoint, same model)."""
     from mlffbench.ase import calculator
-    from mlffbench.splits import Split
+    from mlffbench.data.splits import Split
 
     calc = calculator(run_dir)
     errors = []
@@ -135,7 +147,7 @@ def ean0(ean):
 
 def test_bonds_of_ean_are_its_covalent_bonds(ean0):
     """15 ethylammonium (10 bonds each: 3 N–H, C–N, 2 C–H, C–C, 3 C–H) + 15 nitrate (3 N–O)."""
-    i, j, _ = bonds(ean0)
+    i, _j, _ = bonds(ean0)
     assert len(i) == 15 * 10 + 15 * 3
 
 
@@ -160,8 +172,15 @@ def test_nve_conserves_energy_and_a_flipped_force_sign_collapses(ean0, tmp_path)
 
 def test_nvt_thermostats_hold_the_temperature(ean0):
     for thermostat in ("langevin", "bussi"):
-        options = MDOptions(steps=300, ensemble="nvt", thermostat=thermostat, temperature_K=200, timestep_fs=0.5,
-                            friction_per_fs=0.05, taut_fs=10.0)
+        options = MDOptions(
+            steps=300,
+            ensemble="nvt",
+            thermostat=thermostat,
+            temperature_K=200,
+            timestep_fs=0.5,
+            friction_per_fs=0.05,
+            taut_fs=10.0,
+        )
         result = run_md(HarmonicBonds(ean0), ean0, options)
         assert result.stable
         assert 100 < np.mean(result.temperature[100:]) < 300
@@ -169,7 +188,9 @@ def test_nvt_thermostats_hold_the_temperature(ean0):
 
 def test_md_command_on_a_run(run_dir, tmp_path, data_dir):
     out = tmp_path / "md"
-    result = CliRunner().invoke(main, ["md", str(run_dir), "--steps", "4", "--out", str(out), "--data-dir", str(data_dir)])
+    result = CliRunner().invoke(
+        main, ["md", str(run_dir), "--steps", "4", "--out", str(out), "--data-dir", str(data_dir)]
+    )
     assert result.exit_code == 0, result.output
     assert "MD steps/s" in result.output and "energy drift" in result.output
     summary = json.loads((out / "md.json").read_text())["summary"]
@@ -183,8 +204,8 @@ def test_s66x8_monomers_and_distances(data_dir):
     """Every S66x8 curve splits into two rigid monomers (internal distances unchanged along
     the curve) whose closest contact is scaled by the data set's factors 0.90 … 2.00, in the
     order of the centre-of-mass distance the scan uses."""
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.scan import _centre, monomers
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.tasks.scan import _centre, monomers
 
     ds = load_dataset("comp6-s66x8", data_dir=data_dir, download=False)
     for g in range(len(ds.group_names)):
@@ -193,7 +214,9 @@ def test_s66x8_monomers_and_distances(data_dir):
         a, b = monomers(configs[0])
         r = np.array([np.linalg.norm(_centre(c, b) - _centre(c, a)) for c in configs])
         configs = [configs[k] for k in np.argsort(r)]
-        contact = np.array([np.linalg.norm(c.positions[a][:, None] - c.positions[b][None], axis=-1).min() for c in configs])
+        contact = np.array(
+            [np.linalg.norm(c.positions[a][:, None] - c.positions[b][None], axis=-1).min() for c in configs]
+        )
         assert np.abs(contact / contact[2] - S66X8_FACTORS).max() < 0.02, ds.group_names[g]
         for part in (a, b):
             inner = [np.linalg.norm(c.positions[part][:, None] - c.positions[part][None], axis=-1) for c in configs]
@@ -203,7 +226,8 @@ def test_s66x8_monomers_and_distances(data_dir):
 def test_scan_command_on_s66x8(run_dir, tmp_path, data_dir):
     out = tmp_path / "scan"
     result = CliRunner().invoke(
-        main, ["scan", str(run_dir), "--curve", "mol00", "--curve", "mol03", "--out", str(out), "--data-dir", str(data_dir)]
+        main,
+        ["scan", str(run_dir), "--curve", "mol00", "--curve", "mol03", "--out", str(out), "--data-dir", str(data_dir)],
     )
     assert result.exit_code == 0, result.output
     assert "mol00" in result.output and "ΔE MAE" in result.output
@@ -216,9 +240,9 @@ def test_scan_command_on_s66x8(run_dir, tmp_path, data_dir):
 
 
 def test_scan_skips_curves_with_unknown_elements(data_dir):
-    from mlffbench.conformance import plugin_model
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.scan import scan_curves
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.tasks.conformance import plugin_model
+    from mlffbench.tasks.scan import scan_curves
 
     ds = load_dataset("comp6-s66x8", data_dir=data_dir, download=False)
     no_nitrogen = plugin_model("schnet", species=(1, 6, 8), seed=0, **SCHNET).predictor
@@ -232,9 +256,9 @@ def test_scan_skips_curves_with_unknown_elements(data_dir):
 def test_scan_of_botnet_diatomic_curves(data_dir):
     """The BOTNet ethanol dimer curves (H–H … O–O, energies only): one curve per atom pair,
     ordered by the distance, relative to the largest one; no force reference."""
-    from mlffbench.conformance import plugin_model
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.scan import scan_curves
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.tasks.conformance import plugin_model
+    from mlffbench.tasks.scan import scan_curves
 
     ds = load_dataset("botnet-ethanol-dimers", data_dir=data_dir, download=False)
     predictor = plugin_model("schnet", species=(1, 6, 8), seed=0, **SCHNET).predictor
@@ -250,8 +274,8 @@ def test_scan_of_botnet_diatomic_curves(data_dir):
 def test_bond_scan_force_is_minus_the_energy_slope(run_dir, ean, tmp_path):
     """The N–O stretch of the first nitrate of EAN (atoms 165, 166): the projected force is
     −dE/dd of the scanned energy (central differences of the curve)."""
-    from mlffbench.scan import scan_bond
-    from mlffbench.trained import TrainedModel
+    from mlffbench.runs.trained import TrainedModel
+    from mlffbench.tasks.scan import scan_bond
 
     predictor = TrainedModel.from_run(run_dir, dtype="float64").predictor()
     config = Configuration.from_dataset(ean, 0)

@@ -18,15 +18,34 @@ import pytest
 
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 SMALL = [  # a tiny SchNet (PyTorch: nothing to compile) on 12 EAN configurations
-    "--dataset", "ean", "--max-configs", "12", "--batch-size", "2", "--seed", "3", "-p", "hidden_channels=16",
-    "-p", "num_filters=16", "-p", "num_interactions=1", "-p", "num_gaussians=10", "-t", "eval_batch_size=4", "--no-progress",
+    "--dataset",
+    "ean",
+    "--max-configs",
+    "12",
+    "--batch-size",
+    "2",
+    "--seed",
+    "3",
+    "-p",
+    "hidden_channels=16",
+    "-p",
+    "num_filters=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=10",
+    "-t",
+    "eval_batch_size=4",
+    "--no-progress",
 ]
 
 pytestmark = pytest.mark.slow
 
 
 def cli(args, cwd, **kw):
-    return subprocess.run(CLI + args, capture_output=True, text=True, cwd=cwd, env={**os.environ, "COLUMNS": "200"}, timeout=600, **kw)
+    return subprocess.run(
+        CLI + args, capture_output=True, text=True, cwd=cwd, env={**os.environ, "COLUMNS": "200"}, timeout=600, **kw
+    )
 
 
 def run_dir_of(out) -> Path:
@@ -111,15 +130,21 @@ def test_check_names_planted_disagreements(finished):
 
 
 def test_sigterm_ends_with_one_line_killed_and_resumes(tmp_path):
-    proc = subprocess.Popen(CLI + ["run", "schnet", *SMALL, "--epochs", "300", "--runs-dir", "runs"], cwd=tmp_path,
-                            env={**os.environ, "COLUMNS": "200"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        CLI + ["run", "schnet", *SMALL, "--epochs", "300", "--runs-dir", "runs"],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline, run_dir = time.time() + 300, None
     while time.time() < deadline and proc.poll() is None and run_dir is None:
         for last in (tmp_path / "runs").glob("*/checkpoints/last.ckpt"):
             try:
                 if checkpoint_epoch(last) >= 1:
                     run_dir = last.parents[1]
-            except Exception:  # noqa: BLE001 - being written
+            except Exception:
                 pass
         time.sleep(0.05)
     assert run_dir is not None, "no checkpoint before the run ended"
@@ -140,6 +165,9 @@ def test_sigterm_ends_with_one_line_killed_and_resumes(tmp_path):
     assert cli(["runs", "runs", "--check"], tmp_path).returncode == 0
 
 
+# the file-size limit is set in the child between fork and exec (preexec_fn); when an earlier test
+# imported JAX into this process, JAX warns at every fork, harmless here since the child only execs
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path):
     out = cli(["run", "schnet", *SMALL, "--epochs", "1", "--no-tracking", "--runs-dir", "runs"], tmp_path)
     assert out.returncode == 0, out.stderr

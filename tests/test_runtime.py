@@ -1,4 +1,4 @@
-"""The process set-up of the commands that train or time (mlffbench.runtime.prepare_process): the
+"""The process set-up of the commands that train or time (mlffbench.speed.runtime.prepare_process): the
 tuned host allocator and XLA's CPU flags. That only those commands take it: test_process_setup.py."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mlffbench import runtime
+from mlffbench.speed import runtime
 
 glibc = pytest.mark.skipif(not runtime._is_glibc(), reason="glibc malloc tunables only")
 
@@ -21,7 +21,7 @@ CHILD = """
 import json, resource, sys
 import numpy as np
 import os
-from mlffbench.runtime import allocator, prepare_process
+from mlffbench.speed.runtime import allocator, prepare_process
 prepare_process()
 n = 64 * 2**20 // 8
 np.ones(n)  # first touch of the memory
@@ -38,7 +38,9 @@ def _child(env_changes: dict[str, str | None], *args: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "XLA_FLAGS", runtime.OPT_OUT)}
     env.update({k: v for k, v in env_changes.items() if v is not None})
     env["NUMPY_MADVISE_HUGEPAGE"] = "0"  # 4 KiB pages, so that faults count pages
-    out = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -17,10 +17,39 @@ from mlffbench.errors import ConfigError
 from mlffbench.training.schedule import learning_rate
 
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
-TINY_SCHNET_RUN = ["-p", "hidden_channels=16", "-p", "num_filters=16", "-p", "num_interactions=1", "-p", "num_gaussians=10",
-                   "-t", "batch_size=2", "-t", "eval_batch_size=4"]
-TINY_SCHNET = ["-p", "width=16", "-p", "num_interactions=1", "-p", "num_gaussians=10", "-t", "batch_size=2", "-t", "eval_batch_size=4"]
-ENV_KEYS = ("MLFFBENCH_DATASET", "MLFFBENCH_RUNS_DIR", "MLFFBENCH_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFFBENCH_STORAGE")
+TINY_SCHNET_RUN = [
+    "-p",
+    "hidden_channels=16",
+    "-p",
+    "num_filters=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=10",
+    "-t",
+    "batch_size=2",
+    "-t",
+    "eval_batch_size=4",
+]
+TINY_SCHNET = [
+    "-p",
+    "width=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=10",
+    "-t",
+    "batch_size=2",
+    "-t",
+    "eval_batch_size=4",
+]
+ENV_KEYS = (
+    "MLFFBENCH_DATASET",
+    "MLFFBENCH_RUNS_DIR",
+    "MLFFBENCH_TRACKING_URI",
+    "MLFLOW_TRACKING_URI",
+    "MLFFBENCH_STORAGE",
+)
 
 
 def cli(args, cwd, env=None, timeout=600):
@@ -60,7 +89,10 @@ def test_resolution_order_file_then_environment_then_command_line(clean_env, mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     values = settings.effective()
     assert (values["dataset"].value, values["dataset"].source) == ("ean", "$MLFFBENCH_DATASET")
-    assert (values["tracking_uri"].value, values["tracking_uri"].source) == ("http://127.0.0.1:5000", "$MLFLOW_TRACKING_URI")
+    assert (values["tracking_uri"].value, values["tracking_uri"].source) == (
+        "http://127.0.0.1:5000",
+        "$MLFLOW_TRACKING_URI",
+    )
     monkeypatch.setenv("MLFFBENCH_TRACKING_URI", "sqlite:///mine.db")  # ours wins over MLflow's variable
     assert settings.get("tracking_uri") == "sqlite:///mine.db"
 
@@ -71,8 +103,8 @@ def test_resolution_order_file_then_environment_then_command_line(clean_env, mon
 
 
 def test_defaults_feed_the_stores_and_the_data_folder(clean_env, monkeypatch):
-    from mlffbench.datasets.loading import default_data_dir
-    from mlffbench.tracking import default_tracking_uri
+    from mlffbench.data.loading import default_data_dir
+    from mlffbench.runs.tracking import default_tracking_uri
     from mlffbench.tuning.storage import default_storage
 
     assert default_tracking_uri(Path("r")) == f"sqlite:///{Path('r').resolve() / 'mlflow.db'}"
@@ -131,7 +163,9 @@ def test_time_budget_schedule_follows_the_spent_fraction():
     assert learning_rate("one-cycle", lr, 9, 9, 10, 0, progress=0.9) == pytest.approx(1e-4)
     assert learning_rate("one-cycle", lr, 9, 9, 10, 0, progress=1.7) == pytest.approx(1e-4 * 1e-6 / 1e-2)
     # per-epoch cycles do not depend on the budget
-    assert learning_rate("one-cycle-epoch", lr, 2, 4, 10, 0, progress=0.1) == learning_rate("one-cycle-epoch", lr, 2, 4, 10, 5)
+    assert learning_rate("one-cycle-epoch", lr, 2, 4, 10, 0, progress=0.1) == learning_rate(
+        "one-cycle-epoch", lr, 2, 4, 10, 5
+    )
 
 
 @pytest.mark.slow
@@ -140,13 +174,21 @@ def test_run_and_tune_take_the_default_dataset_and_runs_folder(tmp_path):
     file's runs folder; the dataset is the built-in EAN)."""
     (tmp_path / settings.PROJECT_FILE).write_text('[defaults]\nruns_dir = "elsewhere"\n')
     env = {"MLFFBENCH_CONFIG": str(tmp_path / "none.toml")}
-    out = cli(["run", "schnet", "--max-configs", "12", "--epochs", "1", *TINY_SCHNET_RUN, "--no-tracking", "--no-progress"], tmp_path, env)
+    out = cli(
+        ["run", "schnet", "--max-configs", "12", "--epochs", "1", *TINY_SCHNET_RUN, "--no-tracking", "--no-progress"],
+        tmp_path,
+        env,
+    )
     assert out.returncode == 0, out.stderr
     (run_dir,) = (tmp_path / "elsewhere").iterdir()
     assert run_dir.name.startswith("schnet-ean-")
     assert json.loads((run_dir / "metrics.json").read_text())["dataset"] == "ean"
 
-    out = cli(["tune", "schnet", "--trials", "1", "--max-configs", "12", "--epochs", "1", *TINY_SCHNET, "--no-tracking"], tmp_path, env)
+    out = cli(
+        ["tune", "schnet", "--trials", "1", "--max-configs", "12", "--epochs", "1", *TINY_SCHNET, "--no-tracking"],
+        tmp_path,
+        env,
+    )
     assert out.returncode == 0, out.stderr
     assert "schnet on ean" in out.stderr and "budget per trial: 1 epochs" in out.stderr
     assert (tmp_path / "elsewhere" / "optuna.db").is_file()
@@ -164,8 +206,14 @@ def test_tune_without_a_budget_trains_each_trial_for_the_default_time(tmp_path, 
     said: list[str] = []
     train = {"batch_size": 2, "eval_batch_size": 4}
     options = TuneOptions(
-        model="schnet", dataset="ean", trials=1, max_configs=12, runs_dir=tmp_path / "runs", tracking=False,
-        params={"width": 16, "num_interactions": 1, "num_gaussians": 10}, train_params=train,
+        model="schnet",
+        dataset="ean",
+        trials=1,
+        max_configs=12,
+        runs_dir=tmp_path / "runs",
+        tracking=False,
+        params={"width": 16, "num_interactions": 1, "num_gaussians": 10},
+        train_params=train,
     )
     import mlffbench.tuning.study as study_module
 
@@ -184,10 +232,41 @@ def test_tune_without_a_budget_trains_each_trial_for_the_default_time(tmp_path, 
 @pytest.mark.slow
 def test_compare_without_epochs_gives_every_model_the_same_wall_clock(tmp_path):
     budget = 5.0
-    args = ["compare", "schnet", "neuralil", "--max-configs", "20", "--budget", str(budget),
-            "-p", "schnet:hidden_channels=16", "-p", "schnet:num_filters=16", "-p", "schnet:num_interactions=1", "-p", "schnet:num_gaussians=10",
-            "-p", "neuralil:core_widths=[16,16]", "-p", "neuralil:n_max=2", "-t", "batch_size=2", "-t", "eval_batch_size=4",
-            "--repeats", "2", "--train-steps", "1", "--no-progress", "--no-tracking", "--out", "report", "--json", "c.json"]
+    args = [
+        "compare",
+        "schnet",
+        "neuralil",
+        "--max-configs",
+        "20",
+        "--budget",
+        str(budget),
+        "-p",
+        "schnet:hidden_channels=16",
+        "-p",
+        "schnet:num_filters=16",
+        "-p",
+        "schnet:num_interactions=1",
+        "-p",
+        "schnet:num_gaussians=10",
+        "-p",
+        "neuralil:core_widths=[16,16]",
+        "-p",
+        "neuralil:n_max=2",
+        "-t",
+        "batch_size=2",
+        "-t",
+        "eval_batch_size=4",
+        "--repeats",
+        "2",
+        "--train-steps",
+        "1",
+        "--no-progress",
+        "--no-tracking",
+        "--out",
+        "report",
+        "--json",
+        "c.json",
+    ]
     env = {"MLFFBENCH_CONFIG": str(tmp_path / "none.toml")}
     out = cli(args, tmp_path, env)
     assert out.returncode == 0, out.stderr

@@ -16,10 +16,10 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _raw  # noqa: E402
+import _raw
 
-from mlffbench.errors import ConfigError, DataError, RunError  # noqa: E402
-from mlffbench.splits import Split, make_split  # noqa: E402
+from mlffbench.data.splits import Split, make_split
+from mlffbench.errors import ConfigError, DataError, RunError
 
 
 def assert_partition(split: Split, n: int):
@@ -56,7 +56,7 @@ def test_same_fingerprint_in_a_separate_process():
         import sys
         sys.path.insert(0, {str(HERE)!r})
         import _raw
-        from mlffbench.splits import make_split
+        from mlffbench.data.splits import make_split
         print(make_split(_raw.ean(), "random", (0.8, 0.1, 0.1), seed=7).fingerprint)
         print(make_split(_raw.ani1(), "group", (0.8, 0.1, 0.1), seed=3).fingerprint)
         """

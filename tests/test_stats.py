@@ -12,12 +12,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _raw  # noqa: E402
+import _raw
 
-from mlffbench.errors import DataError  # noqa: E402
-from mlffbench.graph.neighbors import compute_neighbors  # noqa: E402
-from mlffbench.stats import DatasetStats, composition_counts, compute_stats  # noqa: E402
-from mlffbench.structures import concatenate  # noqa: E402
+from mlffbench.data.stats import DatasetStats, composition_counts, compute_stats
+from mlffbench.data.structures import concatenate
+from mlffbench.errors import DataError
+from mlffbench.graph.neighbors import compute_neighbors
 
 
 def test_reference_energies_recover_known_per_species_energies():

@@ -16,9 +16,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from mlffbench.data.structures import from_arrays
 from mlffbench.graph.batching import GraphBatcher
 from mlffbench.graph.neighbors import compute_neighbors
-from mlffbench.structures import from_arrays
 from mlffbench.training.config import TrainConfig
 from mlffbench.training.metrics import ErrorAccumulator, constant_stress_baseline
 
@@ -59,8 +59,11 @@ def emt_atoms(n: int, seed: int = 0, free: bool = True):
         frames.append(cluster)
     for atoms in frames:
         atoms.calc = EMT()
-        atoms.info["labels"] = (atoms.get_potential_energy(), atoms.get_forces(),
-                                atoms.get_stress(voigt=False) if atoms.pbc.all() else np.zeros((3, 3)))
+        atoms.info["labels"] = (
+            atoms.get_potential_energy(),
+            atoms.get_forces(),
+            atoms.get_stress(voigt=False) if atoms.pbc.all() else np.zeros((3, 3)),
+        )
     return frames
 
 
@@ -101,7 +104,7 @@ def _torch_backend(**train):
             d = torch.linalg.vector_norm(graph.vectors, dim=-1)
             envelope = torch.where(d < RC, 0.5 * (torch.cos(d * math.pi / RC) + 1.0), torch.zeros_like(d))
             feat = self.embedding(graph.species)
-            msg = feat[graph.senders] * (torch.exp(-(d - 2.5) ** 2) * envelope)[:, None]
+            msg = feat[graph.senders] * (torch.exp(-((d - 2.5) ** 2)) * envelope)[:, None]
             return self.out(torch.tanh(feat + torch.zeros_like(feat).index_add(0, graph.receivers, msg))).squeeze(-1)
 
     torch.manual_seed(0)
@@ -140,7 +143,9 @@ def _grads(kind, backend, state, batch):
         loss = backend._loss(state.params, dev, backend._stress_targets(batch))
         params = list(state.params.values())
         grads = torch.autograd.grad(loss, params, allow_unused=True)  # a bias has no force gradient
-        return np.concatenate([(torch.zeros_like(p) if g is None else g).detach().numpy().ravel() for p, g in zip(params, grads)])
+        return np.concatenate(
+            [(torch.zeros_like(p) if g is None else g).detach().numpy().ravel() for p, g in zip(params, grads)]
+        )
     import jax
 
     from mlffbench.backends.jax.trainer import stress_targets, to_device
@@ -154,8 +159,8 @@ def _grads(kind, backend, state, batch):
 def test_stress_loss_changes_the_gradient_only_through_stress(kind, data):
     import dataclasses
 
-    jax = pytest.importorskip("jax")
-    ds, batcher = data
+    pytest.importorskip("jax")
+    _ds, batcher = data
     from mlffbench.backends.jax.precision import float64_scope
 
     with float64_scope():
@@ -174,7 +179,9 @@ def test_stress_loss_changes_the_gradient_only_through_stress(kind, data):
         # a batch whose configurations have no stress (the free cluster only): nothing changes
         free = batcher.make_batch([7])
         assert not free.stress_mask.any()
-        np.testing.assert_allclose(_grads(kind, stressed, s_state, free), _grads(kind, plain, state, free), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            _grads(kind, stressed, s_state, free), _grads(kind, plain, state, free), rtol=1e-10, atol=1e-12
+        )
 
 
 def test_stress_metrics_equal_numpy_and_mask_the_free_cluster(data):
@@ -197,7 +204,7 @@ def test_stress_metrics_equal_numpy_and_mask_the_free_cluster(data):
 
 def _model_on(ds, split, stats, batcher, backend):
     """A TrainedModel on ``ds`` (no spec, card or neighbour lists: the offset fit needs none)."""
-    from mlffbench.trained import ModelData, TrainedModel
+    from mlffbench.runs.trained import ModelData, TrainedModel
 
     data = ModelData(None, ds, split, None, batcher)
     return TrainedModel(None, None, backend.config, stats, backend, None, label="toy", data=data)
@@ -205,10 +212,10 @@ def _model_on(ds, split, stats, batcher, backend):
 
 @pytest.mark.parametrize("kind", ["torch", "jax"])
 def test_offsets_reach_the_least_squares_optimum_and_keep_forces(kind, data, tmp_path):
-    from mlffbench.experiment import fit_offsets_after_training
-    from mlffbench.stats import composition_counts, compute_stats
+    from mlffbench.data.stats import composition_counts, compute_stats
+    from mlffbench.runs.experiment import fit_offsets_after_training
 
-    jax = pytest.importorskip("jax")
+    pytest.importorskip("jax")
     ds, batcher = data
     split = SimpleNamespace(train=np.arange(6), val=np.array([6]), test=np.array([7]))
     from mlffbench.backends.jax.precision import float64_scope
@@ -232,14 +239,17 @@ def test_offsets_reach_the_least_squares_optimum_and_keep_forces(kind, data, tmp
     np.testing.assert_allclose(counts[:6].T @ residual, 0.0, atol=1e-7 * np.abs(ds.energy).max())  # normal equations
     best, *_ = np.linalg.lstsq(counts[:6], ds.energy[:6] - e0[:6], rcond=None)
     np.testing.assert_allclose(offsets, best, rtol=1e-10)
-    assert record["offset_fit"]["train_energy_mae_per_atom_after"] < record["offset_fit"]["train_energy_mae_per_atom_before"]
+    assert (
+        record["offset_fit"]["train_energy_mae_per_atom_after"]
+        < record["offset_fit"]["train_energy_mae_per_atom_before"]
+    )
     assert json.loads((folder / "stats.json").read_text())["energy_offsets"] == pytest.approx(list(offsets))
 
 
 def test_rank_deficient_composition_gets_the_minimum_norm_offsets(data, tmp_path):
     """Cu only in training (one composition): the offsets are the minimum-norm solution, 0 for Al."""
-    from mlffbench.experiment import fit_offsets_after_training
-    from mlffbench.stats import compute_stats
+    from mlffbench.data.stats import compute_stats
+    from mlffbench.runs.experiment import fit_offsets_after_training
 
     pytest.importorskip("torch")
     ds, batcher = data
@@ -248,8 +258,9 @@ def test_rank_deficient_composition_gets_the_minimum_norm_offsets(data, tmp_path
     state = backend.init(0, batcher.make_batch([0]))
     energy, _ = backend.predict(state, batcher.make_batch([0, 4]))
     prepared = _model_on(ds, split, compute_stats(ds, split.train), batcher, backend)
-    record = fit_offsets_after_training(prepared, SimpleNamespace(best_state=state, loop=SimpleNamespace(epoch=1)),
-                                        tmp_path, has_energy=True)
+    record = fit_offsets_after_training(
+        prepared, SimpleNamespace(best_state=state, loop=SimpleNamespace(epoch=1)), tmp_path, has_energy=True
+    )
     assert record["energy_offsets"]["Al"] == 0.0
     assert record["energy_offsets"]["Cu"] == pytest.approx(np.mean((ds.energy[[0, 4]] - energy[:2]) / 8), rel=1e-9)
 
@@ -278,8 +289,20 @@ def _cli(*args, cwd):
 
 def test_stress_weight_on_data_without_stress_is_one_line_exit_2(tmp_path):
     path = _write_extxyz(emt_atoms(6, free=False), tmp_path / "nostress.xyz", stress=False)
-    result = _cli("run", "schnet", "--dataset", str(path), "-t", "stress_weight=1", "--epochs", "1",
-                  "--runs-dir", str(tmp_path / "runs"), "--no-tracking", cwd=tmp_path)
+    result = _cli(
+        "run",
+        "schnet",
+        "--dataset",
+        str(path),
+        "-t",
+        "stress_weight=1",
+        "--epochs",
+        "1",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--no-tracking",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert len(lines) == 1 and "stress_weight" in lines[0] and "no stress" in lines[0], result.stderr
@@ -291,15 +314,22 @@ def test_force_only_run_offsets_survive_restore_and_stress_is_reported(tmp_path)
     """A force-only JAT run with stress metrics: offsets in stats.json, restored by the ASE
     calculator and the run handle; the test energy error of restored predictions equals metrics.json."""
     from mlffbench.ase import calculator
-    from mlffbench.experiment import RunOptions, train_and_evaluate
-    from mlffbench.trained import TrainedModel
+    from mlffbench.runs.experiment import RunOptions, train_and_evaluate
+    from mlffbench.runs.trained import TrainedModel
 
     frames = emt_atoms(24, seed=3, free=False)
     path = _write_extxyz(frames, tmp_path / "cual.xyz")
     small = {"layer_dims": [8, 8], "embed_d": 8, "readout_dims": [8], "cutoff": 3.0}  # compiles in seconds
-    options = RunOptions(model="jat", dataset=str(path), model_params=small, train_params={"epochs": 1, "batch_size": 4}, runs_dir=tmp_path / "runs",
-                         tracking=False, progress=False)
-    from mlffbench.datasets import user
+    options = RunOptions(
+        model="jat",
+        dataset=str(path),
+        model_params=small,
+        train_params={"epochs": 1, "batch_size": 4},
+        runs_dir=tmp_path / "runs",
+        tracking=False,
+        progress=False,
+    )
+    from mlffbench.data import user
 
     user.set_request(units={"stress": "eV/angstrom^3"})  # as --unit stress=eV/angstrom^3
     try:

@@ -31,8 +31,24 @@ def installed(tmp_path_factory):
     site = tmp / "site"
     env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site), str(source)],
-        check=True, capture_output=True, text=True, timeout=300, env=env, cwd=tmp,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp,
     )
     env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     env["COLUMNS"] = "200"
@@ -46,7 +62,7 @@ def _run(args, env, cwd, timeout=600):
 def test_registered_through_the_entry_point_only(installed):
     tmp, _, env = installed
     script = (
-        "import json; from mlffbench.plugins import get_plugins; p = get_plugins(); r = p.registry\n"
+        "import json; from mlffbench.plugin.manager import get_plugins; p = get_plugins(); r = p.registry\n"
         "print(json.dumps({'models': sorted(r.models), 'provider': r.provider[('models', 'pairmlp')],\n"
         "  'info': [[i.name, i.distribution, list(i.hooks)] for i in p.info if i.name == 'example_model']}))"
     )
@@ -61,8 +77,19 @@ def test_registered_through_the_entry_point_only(installed):
 def test_its_own_tests_run_the_conformance_suite(installed):
     tmp, source, env = installed
     out = _run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp), str(source / "conformance_check.py")],
-        env, tmp,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp),
+            str(source / "conformance_check.py"),
+        ],
+        env,
+        tmp,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "11 passed" in out.stdout
@@ -72,9 +99,29 @@ def test_run_and_check_a_trained_model(installed, data_dir):
     tmp, _, env = installed
     runs = tmp / "runs"
     out = _run(
-        [*CLI, "run", "pairmlp", "--dataset", "ean", "--data-dir", str(data_dir), "--epochs", "2", "--max-configs", "16",
-         "--batch-size", "4", "-t", "calibrate_output=true", "--runs-dir", str(runs), "--no-tracking", "--no-progress"],
-        env, tmp,
+        [
+            *CLI,
+            "run",
+            "pairmlp",
+            "--dataset",
+            "ean",
+            "--data-dir",
+            str(data_dir),
+            "--epochs",
+            "2",
+            "--max-configs",
+            "16",
+            "--batch-size",
+            "4",
+            "-t",
+            "calibrate_output=true",
+            "--runs-dir",
+            str(runs),
+            "--no-tracking",
+            "--no-progress",
+        ],
+        env,
+        tmp,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     (run_dir,) = [p for p in runs.iterdir() if p.name.startswith("pairmlp-ean-")]
@@ -86,8 +133,8 @@ def test_run_and_check_a_trained_model(installed, data_dir):
         "import json, sys, numpy as np\n"
         "from ase import Atoms\n"
         "from mlffbench.ase import calculator\n"
-        "from mlffbench.datasets.loading import load_dataset\n"
-        "from mlffbench.splits import Split\n"
+        "from mlffbench.data.loading import load_dataset\n"
+        "from mlffbench.data.splits import Split\n"
         "run, data = sys.argv[1], sys.argv[2]\n"
         "calc = calculator(run)\n"
         "ds = load_dataset('ean', data_dir=data, download=False)\n"
@@ -104,8 +151,25 @@ def test_run_and_check_a_trained_model(installed, data_dir):
     restored = json.loads(out.stdout.strip().splitlines()[-1])
     assert restored["scale"] != 1.0  # calibrated
     assert abs(restored["mae"] - metrics["test"]["force_mae"]) < 1e-6 * metrics["test"]["force_mae"]
-    out = _run([*CLI, "check", str(run_dir), "--dataset", "ean", "--only", "forces", "--only", "save/load",
-                "--only", "cutoff smoothness", "--data-dir", str(data_dir)], env, tmp)
+    out = _run(
+        [
+            *CLI,
+            "check",
+            str(run_dir),
+            "--dataset",
+            "ean",
+            "--only",
+            "forces",
+            "--only",
+            "save/load",
+            "--only",
+            "cutoff smoothness",
+            "--data-dir",
+            str(data_dir),
+        ],
+        env,
+        tmp,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "all checks passed" in out.stdout
 
@@ -116,31 +180,110 @@ def test_bench_compare_and_tune_drive_it_with_no_change_to_mlffbench(installed, 
     runs = tmp_path / "runs"
     common = ["--data-dir", str(data_dir), "--max-configs", "12", "--no-tracking"]
     for seed in (0, 1):
-        out = _run([*CLI, "run", "pairmlp", "--dataset", "ean", "--epochs", "1", "--batch-size", "4", "-t", f"seed={seed}",
-                    "--runs-dir", str(runs), "--no-progress", *common], env, tmp)
+        out = _run(
+            [
+                *CLI,
+                "run",
+                "pairmlp",
+                "--dataset",
+                "ean",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "-t",
+                f"seed={seed}",
+                "--runs-dir",
+                str(runs),
+                "--no-progress",
+                *common,
+            ],
+            env,
+            tmp,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     run_dirs = sorted(p for p in runs.iterdir() if p.name.startswith("pairmlp-ean-"))
     assert len(run_dirs) == 2
 
     bench_json = tmp_path / "bench.json"
-    out = _run([*CLI, "bench", "pairmlp", "--dataset", "ean", "--data-dir", str(data_dir), "--max-configs", "8", "--batch-size", "4",
-                "--repeats", "2", "--train-steps", "1", "--sweep", "1,2", "--sweep-repeats", "1", "--json", str(bench_json)],
-               env, tmp)
+    out = _run(
+        [
+            *CLI,
+            "bench",
+            "pairmlp",
+            "--dataset",
+            "ean",
+            "--data-dir",
+            str(data_dir),
+            "--max-configs",
+            "8",
+            "--batch-size",
+            "4",
+            "--repeats",
+            "2",
+            "--train-steps",
+            "1",
+            "--sweep",
+            "1,2",
+            "--sweep-repeats",
+            "1",
+            "--json",
+            str(bench_json),
+        ],
+        env,
+        tmp,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     bench = json.loads(bench_json.read_text())
     assert bench["model"] == "pairmlp" and bench["training"]["configs_per_s"] > 0
     assert [p["atoms"] for p in bench["size_sweep"]["points"]] == [225, 8 * 225]
 
     compare_json = tmp_path / "compare.json"
-    out = _run([*CLI, "compare", "--runs", *map(str, run_dirs), "--repeats", "2", "--train-steps", "1",
-                "--out", str(tmp_path / "report"), "--json", str(compare_json), "--no-progress", *common], env, tmp)
+    out = _run(
+        [
+            *CLI,
+            "compare",
+            "--runs",
+            *map(str, run_dirs),
+            "--repeats",
+            "2",
+            "--train-steps",
+            "1",
+            "--out",
+            str(tmp_path / "report"),
+            "--json",
+            str(compare_json),
+            "--no-progress",
+            *common,
+        ],
+        env,
+        tmp,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     compared = json.loads(compare_json.read_text())
     assert set(compared["models"]) == {"pairmlp"} and len(compared["runs"]) == 2
     assert {r["split_fingerprint"] for r in compared["runs"]} == {compared["split_fingerprint"]}
 
-    out = _run([*CLI, "tune", "pairmlp", "--dataset", "ean", "--trials", "2", "--epochs", "1", "--study", "third",
-                "--runs-dir", str(tmp_path / "tune"), *common], env, tmp)
+    out = _run(
+        [
+            *CLI,
+            "tune",
+            "pairmlp",
+            "--dataset",
+            "ean",
+            "--trials",
+            "2",
+            "--epochs",
+            "1",
+            "--study",
+            "third",
+            "--runs-dir",
+            str(tmp_path / "tune"),
+            *common,
+        ],
+        env,
+        tmp,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads((tmp_path / "tune" / "tune-third" / "summary.json").read_text())
     assert summary["n_trials"] == 2 and summary["n_complete"] + summary["n_pruned"] == 2

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from mlffbench import timing
 from mlffbench.errors import ConfigError
+from mlffbench.speed import timing
 
 RUN_S = 0.05  # cost of one call of the known-cost models
 TRACE_S = 1.0  # extra cost of compiling them (a sleep while JAX traces)
@@ -72,7 +72,7 @@ def test_power_law_fit_recovers_exponent():
 
 @pytest.fixture(scope="module")
 def ean_batches():
-    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.data.loading import load_dataset
     from mlffbench.graph.batching import GraphBatcher
     from mlffbench.graph.neighbors import compute_neighbors
 
@@ -124,7 +124,9 @@ def test_jax_backend_known_cost_model(ean_batches):
     if other is None:
         pytest.skip("the first EAN configurations share one padded shape")
     fns = iter([backend.inference_fn(state, b) for b in (batches[0], batches[0], batches[0], other, other, other)])
-    result = timing.measure(timing.Workload("switch", lambda: next(fns)(), backend.sync, backend.compilations), repeats=5, warmup=1)
+    result = timing.measure(
+        timing.Workload("switch", lambda: next(fns)(), backend.sync, backend.compilations), repeats=5, warmup=1
+    )
     assert result.warmup_compilations == 0  # batches[0]'s shape was compiled above
     assert result.recompilations == 1
     assert result.samples[2] >= TRACE_S and result.median_s < RUN_S + TRACE_S / 2

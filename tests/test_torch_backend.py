@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from mlffbench.backends.base import get_backend_class
 from mlffbench.backends.torch.potential import Potential, to_device
 from mlffbench.backends.torch.trainer import TorchBackend, select_device
+from mlffbench.data.structures import from_arrays
 from mlffbench.errors import ConfigError, RunError
 from mlffbench.graph.batching import GraphBatcher
 from mlffbench.graph.neighbors import compute_neighbors
-from mlffbench.structures import from_arrays
-from mlffbench.training.backend import get_backend_class
 from mlffbench.training.config import TrainConfig
 
 RC = 3.0
@@ -37,7 +37,7 @@ class ToyModel(torch.nn.Module):
         d = torch.clamp(torch.linalg.vector_norm(graph.vectors, dim=-1), max=RC)
         envelope = 0.5 * (torch.cos(d * math.pi / RC) + 1.0)
         feat = self.embedding(graph.species)
-        msg = feat[graph.senders] * (torch.exp(-d**2) * envelope)[:, None]
+        msg = feat[graph.senders] * (torch.exp(-(d**2)) * envelope)[:, None]
         h = feat + torch.zeros_like(feat).index_add(0, graph.receivers, msg)
         return self.lin2(self.drop(torch.tanh(self.lin1(h)))).squeeze(-1)
 
@@ -49,8 +49,13 @@ def _dataset(n_configs=6, seed=0):
     positions = rng.uniform(0, 5.0, size=(n * n_configs, 3))
     cell = np.stack([np.diag([5.0, 5.5, 6.0])] * n_configs)
     return from_arrays(
-        numbers=numbers, positions=positions, n_atoms=[n] * n_configs, cell=cell, pbc=np.ones((n_configs, 3), bool),
-        energy=rng.normal(-50.0, 1.0, n_configs), forces=rng.normal(0, 1.0, size=(n * n_configs, 3)),
+        numbers=numbers,
+        positions=positions,
+        n_atoms=[n] * n_configs,
+        cell=cell,
+        pbc=np.ones((n_configs, 3), bool),
+        energy=rng.normal(-50.0, 1.0, n_configs),
+        forces=rng.normal(0, 1.0, size=(n * n_configs, 3)),
     )
 
 
@@ -123,13 +128,13 @@ def test_optimizer_equals_optax(optimizer, weight_decay):
 
 
 def test_forces_and_stress_by_finite_differences(data):
-    ds, batcher = data
+    _ds, batcher = data
     backend = _backend()
     graph_batch = batcher.make_batch([0, 1])
     state = backend.init(0, graph_batch)
     pot, params = backend.potential, {k: v.detach() for k, v in state.params.items()}
     batch = to_device(graph_batch, torch.float64)
-    energy, forces = pot.energy_and_forces(params, batch)
+    _energy, forces = pot.energy_and_forces(params, batch)
     assert np.abs(forces.numpy()).max() > 1e-3
     h = 1e-5
     rng = np.random.default_rng(3)
@@ -164,7 +169,7 @@ def test_forces_and_stress_by_finite_differences(data):
 def test_loss_follows_the_shared_definition(data, loss, energy_weight):
     """force_weight · mean over a configuration's 3N components of ℓ(ΔF) + energy_weight ·
     ℓ_E(ΔE/N), averaged over the real configurations of the batch (TrainConfig docstring)."""
-    ds, batcher = data
+    _ds, batcher = data
     backend = _backend(loss=loss, energy_weight=energy_weight, log_cosh_p=3.0, energy_log_cosh_p=7.0)
     graph_batch = batcher.make_batch([2, 4])  # 2 real graphs, one empty slot, the padding graph
     state = backend.init(0, graph_batch)
@@ -187,7 +192,7 @@ def test_loss_follows_the_shared_definition(data, loss, energy_weight):
 def test_states_are_immutable_and_resume_is_exact(data):
     """Four steps in one go equal two steps, a serialised state restored into a fresh backend,
     and two more steps — bitwise, with dropout drawing from the state's random generator."""
-    ds, batcher = data
+    _ds, batcher = data
     batches = [batcher.make_batch(idx) for idx in ([0, 1, 2], [3, 4], [5, 0, 2], [1, 3, 4])]
     lrs = [1e-2, 3e-2, 2e-2, 1e-2]
 
@@ -225,7 +230,7 @@ def test_states_are_immutable_and_resume_is_exact(data):
 
 
 def test_dropout_is_off_in_prediction(data):
-    ds, batcher = data
+    _ds, batcher = data
     backend = _backend(dropout=0.5)
     batch = batcher.make_batch([0, 1])
     state = backend.init(0, batch)
@@ -236,7 +241,7 @@ def test_dropout_is_off_in_prediction(data):
 
 
 def test_float32_and_calibration(data):
-    ds, batcher = data
+    _ds, batcher = data
     backend = _backend(dtype="float32", calibrate_output=True)
     backend.force_rms = 0.37
     batch = batcher.make_batch([0, 1, 2])
@@ -266,7 +271,7 @@ def test_device_selection(monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu(data):
-    ds, batcher = data
+    _ds, batcher = data
     batch = batcher.make_batch([0, 1])
     cpu = _backend()
     gpu = TorchBackend(Potential(ToyModel(len(SPECIES)), [-0.5, -4.0]), TrainConfig(dtype="float64"), device="cuda")
@@ -277,7 +282,7 @@ def test_cuda_matches_cpu(data):
 
 
 def test_bad_inputs_give_clear_errors(data):
-    ds, batcher = data
+    _ds, batcher = data
     batch = batcher.make_batch([0])
     backend = _backend()
     state = backend.init(0, batch)

@@ -20,7 +20,14 @@ import pytest
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 COMMON = {"max_configs": 24, "batch_size": 4, "eval_batch_size": 8, "seed": 3}
 JAT = {"layer_dims": [8], "embed_d": 8, "cutoff": 3.0, "readout_dims": [8], "species_energy_shift": True}
-SCHNET = {"hidden_channels": 8, "num_filters": 8, "num_interactions": 1, "num_gaussians": 8, "cutoff": 3.0, "readout_channels": 8}
+SCHNET = {
+    "hidden_channels": 8,
+    "num_filters": 8,
+    "num_interactions": 1,
+    "num_gaussians": 8,
+    "cutoff": 3.0,
+    "readout_channels": 8,
+}
 REQUIRED = ("energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse")
 
 
@@ -43,14 +50,20 @@ def _files(run_dir: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, data_dir):
-    from mlffbench.experiment import RunOptions, train_and_evaluate
+    from mlffbench.runs.experiment import RunOptions, train_and_evaluate
 
     root = tmp_path_factory.mktemp("jax-vs-torch")
     out = {}
     for model, params in (("jat", JAT), ("schnet", SCHNET)):
         options = RunOptions(
-            model=model, dataset="ean", model_params=dict(params), train_params={**COMMON, "epochs": 2},
-            data_dir=data_dir, runs_dir=root, tracking=False, progress=False,
+            model=model,
+            dataset="ean",
+            model_params=dict(params),
+            train_params={**COMMON, "epochs": 2},
+            data_dir=data_dir,
+            runs_dir=root,
+            tracking=False,
+            progress=False,
         )
         out[model] = train_and_evaluate(options)
     return out
@@ -59,14 +72,26 @@ def two_runs(tmp_path_factory, data_dir):
 def test_jax_and_torch_runs_have_identical_records(two_runs):
     (jat_dir, jat_metrics), (schnet_dir, schnet_metrics) = two_runs["jat"], two_runs["schnet"]
     assert _files(jat_dir) == _files(schnet_dir)
-    assert {"config.json", "split.json", "stats.json", "history.json", "metrics.json",
-            "checkpoints/last.ckpt", "checkpoints/best.ckpt"} <= _files(schnet_dir)
+    assert {
+        "config.json",
+        "split.json",
+        "stats.json",
+        "history.json",
+        "metrics.json",
+        "checkpoints/last.ckpt",
+        "checkpoints/best.ckpt",
+    } <= _files(schnet_dir)
     # JAT trains forces only here and gets energy offsets fitted, SchNet trains energies: the same
     # fields, filled only for the fitted one
     assert (jat_metrics["energies"], schnet_metrics["energies"]) == ("offset-fitted", "trained")
     assert schnet_metrics["energy_offsets"] is None and set(jat_metrics["energy_offsets"]) == {"H", "C", "N", "O"}
-    for name, skip in (("metrics.json", ("energy_offsets", "offset_fit")), ("history.json", ()), ("config.json", ("model_config",)),
-                       ("stats.json", ("energy_offsets",)), ("split.json", ())):
+    for name, skip in (
+        ("metrics.json", ("energy_offsets", "offset_fit")),
+        ("history.json", ()),
+        ("config.json", ("model_config",)),
+        ("stats.json", ("energy_offsets",)),
+        ("split.json", ()),
+    ):
         a = json.loads((jat_dir / name).read_text())
         b = json.loads((schnet_dir / name).read_text())
         assert _shape(a, skip) == _shape(b, skip), name
@@ -88,9 +113,26 @@ def _run(args, cwd):
 
 
 def _cli_args(epochs):
-    args = ["run", "schnet", "--dataset", "ean", "--epochs", str(epochs), "--no-tracking", "--no-progress",
-            "--max-configs", "24", "--batch-size", "4", "--seed", "3", "-t", "eval_batch_size=8",
-            "-t", "lr_schedule=one-cycle-epoch"]  # a schedule that does not depend on the epoch count
+    args = [
+        "run",
+        "schnet",
+        "--dataset",
+        "ean",
+        "--epochs",
+        str(epochs),
+        "--no-tracking",
+        "--no-progress",
+        "--max-configs",
+        "24",
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+        "-t",
+        "eval_batch_size=8",
+        "-t",
+        "lr_schedule=one-cycle-epoch",
+    ]  # a schedule that does not depend on the epoch count
     for key, value in SCHNET.items():
         args += ["-p", f"{key}={json.dumps(value)}"]
     return args

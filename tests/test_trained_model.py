@@ -28,7 +28,7 @@ def _toy_jax_backend(**train):
 
 
 def _example():
-    from mlffbench.trained import example_batch
+    from mlffbench.runs.trained import example_batch
 
     return example_batch((1, 8), 3.0)
 
@@ -83,13 +83,17 @@ def test_float64_scope_restores_the_previous_setting():
 def test_a_calibrated_jax_run_is_restored_without_its_dataset(tmp_path, monkeypatch):
     """``from_run`` of a run whose output scale was calibrated on its first training batch reads
     no data (the checkpoint holds the scale) and reproduces the run's test metrics."""
-    from mlffbench import compare
-    from mlffbench.datasets import loading
-    from mlffbench.experiment import RunOptions, train_and_evaluate
-    from mlffbench.trained import TrainedModel
+    from mlffbench.data import loading
+    from mlffbench.runs.experiment import RunOptions, train_and_evaluate
+    from mlffbench.runs.trained import TrainedModel
+    from mlffbench.speed import compare
 
     options = RunOptions(
-        model="jat", dataset="ean", runs_dir=tmp_path / "runs", tracking=False, progress=False,
+        model="jat",
+        dataset="ean",
+        runs_dir=tmp_path / "runs",
+        tracking=False,
+        progress=False,
         model_params={"layer_dims": [16, 16], "embed_d": 16, "cutoff": 3.5},
         train_params={"epochs": 1, "max_configs": 16, "batch_size": 4, "eval_batch_size": 8, "calibrate_output": True},
     )

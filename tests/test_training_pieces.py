@@ -48,7 +48,9 @@ def test_log_cosh_matches_reference_and_is_stable(reference):
 
     with float64_scope():
         for p in (0.1, 1.0, 10.0):
-            np.testing.assert_allclose(np.asarray(log_cosh(jnp.asarray(x), p)), reference["log_cosh"][f"p={p}"], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(
+                np.asarray(log_cosh(jnp.asarray(x), p)), reference["log_cosh"][f"p={p}"], rtol=1e-9, atol=1e-12
+            )
         grad = jax.grad(lambda v: log_cosh(v, 10.0))(0.3)
         assert float(grad) == pytest.approx(np.tanh(3.0), rel=1e-12)
     big = np.asarray(log_cosh(jnp.asarray([1e4, -1e4]), 1.0))

@@ -18,12 +18,26 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mlffbench.search_space import Categorical, Float, Int, SearchSpace
+from mlffbench.plugin.search_space import Categorical, Float, Int, SearchSpace
 
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 TINY = [
-    "--dataset", "ean", "--max-configs", "12", "--epochs", "1",
-    "-p", "width=16", "-p", "num_interactions=1", "-p", "num_gaussians=10", "-t", "batch_size=2", "-t", "eval_batch_size=4",
+    "--dataset",
+    "ean",
+    "--max-configs",
+    "12",
+    "--epochs",
+    "1",
+    "-p",
+    "width=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=10",
+    "-t",
+    "batch_size=2",
+    "-t",
+    "eval_batch_size=4",
 ]
 
 
@@ -44,8 +58,8 @@ def load(storage: str, name: str):
 # ------------------------------------------------------------ search spaces
 @pytest.mark.parametrize("model", ["jat", "neuralil", "schnet"])
 def test_plugin_search_spaces_are_typed_and_give_valid_configs(model):
-    from mlffbench.experiment import resolve_configs
-    from mlffbench.plugins import get_registry
+    from mlffbench.plugin.manager import get_registry
+    from mlffbench.runs.experiment import resolve_configs
 
     registry = get_registry()
     spec, card = registry.model(model), registry.dataset("ean")
@@ -62,7 +76,7 @@ def test_plugin_search_spaces_are_typed_and_give_valid_configs(model):
         values = space.sample(trial, fixed={first: fixed_value})
         assert values[first] == fixed_value and first not in trial.params  # fixed: not sampled
         model_over, train_over = space.overrides(values)
-        model_config, train_config = resolve_configs(spec, card, model_over, train_over)
+        _model_config, train_config = resolve_configs(spec, card, model_over, train_over)
         assert math.isfinite(train_config.lr[1]) and train_config.lr[1] > 0
         seen.add(json.dumps(model_over, sort_keys=True, default=str))
         study.tell(trial, 0.0)
@@ -84,7 +98,7 @@ def test_search_space_rejects_bad_dimensions():
 def test_pruning_callback_stops_the_loop_cleanly_within_an_epoch(tmp_path, data_dir):
     """A trial far worse than its predecessors is pruned at its second report, within the
     first epoch; the run record is still complete and says why it stopped."""
-    from mlffbench.experiment import RunOptions, train_and_evaluate
+    from mlffbench.runs.experiment import RunOptions, train_and_evaluate
     from mlffbench.tuning.objective import PruningCallback
 
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
@@ -93,7 +107,12 @@ def test_pruning_callback_stops_the_loop_cleanly_within_an_epoch(tmp_path, data_
     trial = study.ask()
     callback = PruningCallback(trial, reports_per_epoch=3, prune=True)
     options = RunOptions(
-        model="schnet", dataset="ean", data_dir=data_dir, runs_dir=tmp_path, tracking=False, progress=False,
+        model="schnet",
+        dataset="ean",
+        data_dir=data_dir,
+        runs_dir=tmp_path,
+        tracking=False,
+        progress=False,
         model_params={"hidden_channels": 16, "num_filters": 16, "num_interactions": 1, "num_gaussians": 10},
         train_params={"max_configs": 12, "epochs": 3, "batch_size": 2, "eval_batch_size": 4},
         callbacks=[callback],
@@ -111,8 +130,25 @@ def test_pruning_callback_stops_the_loop_cleanly_within_an_epoch(tmp_path, data_
 def test_diverging_trial_is_recorded_with_its_reason_and_the_study_finishes(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     # a peak LR of 1e6 makes the weights, and so the loss, non-finite within the first steps
-    out = cli(["tune", "schnet", *TINY, "--trials", "2", "--study", "nan", "--storage", storage, "-p", "lr_max=1e6",
-               "--no-tracking", "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    out = cli(
+        [
+            "tune",
+            "schnet",
+            *TINY,
+            "--trials",
+            "2",
+            "--study",
+            "nan",
+            "--storage",
+            storage,
+            "-p",
+            "lr_max=1e6",
+            "--no-tracking",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     trials = load(storage, "nan").trials
     assert [t.state.name for t in trials] == ["FAIL", "FAIL"]
@@ -129,7 +165,9 @@ def test_killed_worker_resumes_and_the_best_config_reruns(tmp_path):
     runs = tmp_path / "runs"
     args = ["--storage", storage, "--heartbeat", "1", "--no-tracking", "--runs-dir", str(runs)]
     # 6 epochs: a trial lasts long enough (seconds) to be killed in its middle
-    worker = cli_background(["tune", "schnet", *TINY, "--epochs", "6", "--trials", "4", "--study", "k", *args], tmp_path)
+    worker = cli_background(
+        ["tune", "schnet", *TINY, "--epochs", "6", "--trials", "4", "--study", "k", *args], tmp_path
+    )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # kill it as soon as its second (or a later) trial runs
@@ -167,10 +205,25 @@ def test_killed_worker_resumes_and_the_best_config_reruns(tmp_path):
     config = runs / "tune-k" / "best-config.json"
     saved = json.loads(config.read_text())
     assert saved["dataset"] == "ean" and saved["model"]["hidden_channels"] == 16
-    rerun = cli(["run", "schnet", "--config", str(config), "--max-configs", "12", "--no-tracking", "--no-progress",
-                 "--runs-dir", str(tmp_path / "rerun")], tmp_path)
+    rerun = cli(
+        [
+            "run",
+            "schnet",
+            "--config",
+            str(config),
+            "--max-configs",
+            "12",
+            "--no-tracking",
+            "--no-progress",
+            "--runs-dir",
+            str(tmp_path / "rerun"),
+        ],
+        tmp_path,
+    )
     assert rerun.returncode == 0, rerun.stderr
-    run_dir = Path(next(line for line in rerun.stdout.splitlines() if line.startswith("run directory:")).split(":", 1)[1].strip())
+    run_dir = Path(
+        next(line for line in rerun.stdout.splitlines() if line.startswith("run directory:")).split(":", 1)[1].strip()
+    )
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["val"]["force_mae"] == pytest.approx(best.values[0], rel=1e-4)
     assert (runs / "tune-k" / "optimization-history.png").stat().st_size > 1000
@@ -193,8 +246,25 @@ def test_tune_errors_are_one_line(tmp_path):
 @pytest.mark.slow
 def test_multi_objective_study_reports_the_pareto_front(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    out = cli(["tune", "schnet", *TINY, "--trials", "2", "--study", "mo", "--storage", storage, "--objective", "accuracy,speed",
-               "--no-tracking", "--runs-dir", str(tmp_path / "runs")], tmp_path)
+    out = cli(
+        [
+            "tune",
+            "schnet",
+            *TINY,
+            "--trials",
+            "2",
+            "--study",
+            "mo",
+            "--storage",
+            storage,
+            "--objective",
+            "accuracy,speed",
+            "--no-tracking",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     study = load(storage, "mo")
     assert len(study.directions) == 2
@@ -211,10 +281,14 @@ def test_pruners_follow_the_reports():
     from mlffbench.tuning.settings import TuneSettings, default_reports_per_epoch
     from mlffbench.tuning.storage import make_pruner
 
-    assert default_reports_per_epoch(1) == 4 and default_reports_per_epoch(2) == 2 and default_reports_per_epoch(10) == 1
+    assert (
+        default_reports_per_epoch(1) == 4 and default_reports_per_epoch(2) == 2 and default_reports_per_epoch(10) == 1
+    )
     hyperband = make_pruner(TuneSettings("jat", "ean", epochs=3, reports_per_epoch=2, pruner="hyperband"))
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner) and hyperband._max_resource == 6
-    assert isinstance(make_pruner(TuneSettings("jat", "ean", epochs=1, reports_per_epoch=4)), optuna.pruners.MedianPruner)
+    assert isinstance(
+        make_pruner(TuneSettings("jat", "ean", epochs=1, reports_per_epoch=4)), optuna.pruners.MedianPruner
+    )
     # Optuna cannot prune multi-objective trials
     multi = TuneSettings("jat", "ean", objectives=("accuracy", "speed"), pruner="median")
     assert isinstance(make_pruner(multi), optuna.pruners.NopPruner)

@@ -25,8 +25,22 @@ import pytest
 
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 TINY = [
-    "--dataset", "ean", "--max-configs", "12", "--epochs", "1",
-    "-p", "width=16", "-p", "num_interactions=1", "-p", "num_gaussians=10", "-t", "batch_size=2", "-t", "eval_batch_size=4",
+    "--dataset",
+    "ean",
+    "--max-configs",
+    "12",
+    "--epochs",
+    "1",
+    "-p",
+    "width=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=10",
+    "-t",
+    "batch_size=2",
+    "-t",
+    "eval_batch_size=4",
 ]
 
 pytestmark = pytest.mark.slow
@@ -35,7 +49,9 @@ pytestmark = pytest.mark.slow
 def _pg_bin(name: str) -> str:
     found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
     if not found:
-        pytest.fail(f"PostgreSQL server program '{name}' not found: run scripts/setup.sh (installs Debian's postgresql)")
+        pytest.fail(
+            f"PostgreSQL server program '{name}' not found: run scripts/setup.sh (installs Debian's postgresql)"
+        )
     return found
 
 
@@ -66,11 +82,21 @@ def postgres():
         os.chown(root, user.pw_uid, user.pw_gid)
     port = _free_port()
     try:
-        subprocess.run(_as_server_user([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            _as_server_user([initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c fsync=off"
-        subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60", "start"]),
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            _as_server_user(
+                [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60", "start"]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         import psycopg
 
         with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", autocommit=True) as conn:
@@ -78,7 +104,9 @@ def postgres():
             conn.execute("CREATE DATABASE mlflow")
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run(_as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True, timeout=60)
+        subprocess.run(
+            _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True, timeout=60
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -90,9 +118,24 @@ def mlflow_server(postgres, tmp_path_factory):
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     with open(cwd / "server.log", "w") as log:
         server = subprocess.Popen(
-            [mlflow, "server", "--backend-store-uri", f"{postgres}/mlflow", "--host", "127.0.0.1", "--port", str(port),
-             "--artifacts-destination", str(cwd / "artifacts"), "--workers", "1"],
-            cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                mlflow,
+                "server",
+                "--backend-store-uri",
+                f"{postgres}/mlflow",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--artifacts-destination",
+                str(cwd / "artifacts"),
+                "--workers",
+                "1",
+            ],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -132,8 +175,21 @@ def test_two_workers_share_one_study_in_postgres_and_log_to_one_mlflow_server(po
     per_worker = 2
     workers = []
     for i in range(2):
-        args = ["tune", "schnet", *TINY, "--study", "shared", "--storage", storage, "--trials", str(per_worker),
-                "--tracking-uri", mlflow_server, "--runs-dir", str(tmp_path / f"worker{i}")]
+        args = [
+            "tune",
+            "schnet",
+            *TINY,
+            "--study",
+            "shared",
+            "--storage",
+            storage,
+            "--trials",
+            str(per_worker),
+            "--tracking-uri",
+            mlflow_server,
+            "--runs-dir",
+            str(tmp_path / f"worker{i}"),
+        ]
         out = open(tmp_path / f"worker{i}.log", "w")
         workers.append((subprocess.Popen(CLI + args, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT), out))
     for proc, out in workers:

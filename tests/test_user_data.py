@@ -13,13 +13,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlffbench import units
+from mlffbench.data import units
 from mlffbench.errors import DataError
 
 # a tiny SchNet (PyTorch: nothing to compile) for one epoch: these tests are about the data path
-QUICK = ["--epochs", "1", "--batch-size", "4", "--seed", "0", "--no-progress", "--no-tracking",
-         "-p", "hidden_channels=16", "-p", "num_filters=16", "-p", "num_interactions=1", "-p", "num_gaussians=10",
-         "-p", "cutoff=3.0", "-t", "eval_batch_size=8"]
+QUICK = [
+    "--epochs",
+    "1",
+    "--batch-size",
+    "4",
+    "--seed",
+    "0",
+    "--no-progress",
+    "--no-tracking",
+    "-p",
+    "hidden_channels=16",
+    "-p",
+    "num_filters=16",
+    "-p",
+    "num_interactions=1",
+    "-p",
+    "num_gaussians=10",
+    "-p",
+    "cutoff=3.0",
+    "-t",
+    "eval_batch_size=8",
+]
 
 
 # ------------------------------------------------------------------ data
@@ -75,8 +94,12 @@ def write_variants(frames, folder: Path) -> dict[str, tuple[Path, dict, dict]]:
     write("ev", lambda s, a: ("stress", s), {"stress": "eV/angstrom^3"}, {})
     write("gpa", lambda s, a: ("stress", s / gpa), {"stress": "GPa"}, {})
     vasp = [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (2, 0)]
-    write("kbar", lambda s, a: ("pressure_kbar", np.array([-s[i, j] / kbar for i, j in vasp])), {"stress": "kbar"},
-          {"stress_key": "pressure_kbar", "stress_sign": "vasp", "voigt_order": "xx yy zz xy yz zx"})
+    write(
+        "kbar",
+        lambda s, a: ("pressure_kbar", np.array([-s[i, j] / kbar for i, j in vasp])),
+        {"stress": "kbar"},
+        {"stress_key": "pressure_kbar", "stress_sign": "vasp", "voigt_order": "xx yy zz xy yz zx"},
+    )
     write("virial", lambda s, a: ("virial", -s * a.get_volume()), {}, {"virial_key": "virial"})
     return out
 
@@ -85,11 +108,19 @@ def write_neuralil(frames, path: Path) -> Path:
     """NeuralIL JSON lines with per-line ``Types`` (no card options needed)."""
     with path.open("w") as f:
         for a in frames:
-            f.write(json.dumps({
-                "Energy": float(a.calc.results["energy"]), "Positions": a.positions.tolist(),
-                "Forces": a.calc.results["forces"].tolist(), "Cell-Size": a.cell.array.tolist(),
-                "Types": list(a.get_chemical_symbols()), "Natoms": len(a),
-            }) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "Energy": float(a.calc.results["energy"]),
+                        "Positions": a.positions.tolist(),
+                        "Forces": a.calc.results["forces"].tolist(),
+                        "Cell-Size": a.cell.array.tolist(),
+                        "Types": list(a.get_chemical_symbols()),
+                        "Natoms": len(a),
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -110,7 +141,7 @@ def ethanol_xyz(data_dir, tmp_path_factory) -> Path:
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from mlffbench.datasets.loading import load_dataset
+    from mlffbench.data.loading import load_dataset
 
     ds = load_dataset("rmd17-ethanol", data_dir=data_dir, download=False)
     images = []
@@ -155,6 +186,7 @@ def test_factors_come_from_codata():
     import scipy.constants as c
 
     assert units.STRESS["GPa"] == pytest.approx(1e9 * 1e-30 / c.eV, rel=1e-15)
+    assert units.GPA_PER_EV_A3 == 1.0 / units.STRESS["GPa"]  # the reporting factor, without scipy, is the same float
     assert units.STRESS["kbar"] == pytest.approx(0.1 * units.STRESS["GPa"], rel=1e-15)
     assert units.STRESS["bar"] == pytest.approx(1e-4 * units.STRESS["GPa"], rel=1e-15)
     assert units.ENERGY["kcal/mol"] == pytest.approx(4184 / c.N_A / c.eV, rel=1e-15)
@@ -164,8 +196,8 @@ def test_factors_come_from_codata():
 
 
 def test_four_stress_conventions_load_to_the_same_array(frames, variants, tmp_path):
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.datasets.user import resolve_card
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.user import resolve_card
 
     reference = np.array([a.calc.results["stress"] for a in frames])
     assert np.abs(reference).max() > 1e-3  # strained cells: stresses of order 0.01 eV/Å³
@@ -182,8 +214,8 @@ def test_four_stress_conventions_load_to_the_same_array(frames, variants, tmp_pa
 
 
 def test_undeclared_stress_loads_but_cannot_be_used(variants, tmp_path):
-    from mlffbench.datasets.loading import load_dataset, require_stress_units
-    from mlffbench.datasets.user import resolve_card
+    from mlffbench.data.loading import load_dataset, require_stress_units
+    from mlffbench.data.user import resolve_card
 
     path = variants["gpa"][0]
     card = resolve_card(str(path), units={}, options={})
@@ -197,8 +229,8 @@ def test_undeclared_stress_loads_but_cannot_be_used(variants, tmp_path):
 
 
 def test_builtin_cards_with_stress_declare_it(data_dir):
-    from mlffbench.datasets.loading import load_dataset, stress_declared
-    from mlffbench.plugins import get_registry
+    from mlffbench.data.loading import load_dataset, stress_declared
+    from mlffbench.plugin.manager import get_registry
 
     card = get_registry().dataset("hfo2-slabs")
     assert card.units["stress"] == "eV/angstrom^3" and card.options["stress_sign"] == "ase"
@@ -208,8 +240,8 @@ def test_builtin_cards_with_stress_declare_it(data_dir):
 def test_ase_format_adapter_reads_a_trajectory(frames, tmp_path):
     import ase.io
 
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.datasets.user import resolve_card
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.user import resolve_card
 
     path = tmp_path / "cu.traj"
     ase.io.write(path, frames)
@@ -224,8 +256,8 @@ def test_ase_format_adapter_reads_a_trajectory(frames, tmp_path):
 
 # ------------------------------------------------------------------ NeuralIL with Types
 def test_neuralil_types_need_no_options(frames, tmp_path):
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.datasets.user import resolve_card
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.user import resolve_card
 
     path = write_neuralil(frames, tmp_path / "alloy.jsonl")
     card = resolve_card(str(path), units={}, options={})
@@ -249,17 +281,19 @@ def test_show_and_run_on_real_data_extxyz(ethanol_xyz, tmp_path):
     dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir())
     assert len(dirs) == 2
     configs = [json.loads((d / "config.json").read_text()) for d in dirs]
-    from mlffbench.datasets.fetch import sha256_file
+    from mlffbench.data.fetch import sha256_file
 
     for config in configs:
         card = config["dataset_card"]
         assert config["dataset"] == "ethanol" and card["files"][0]["sha256"] == sha256_file(ethanol_xyz)
-    from mlffbench.compare import check_same_split
+    from mlffbench.speed.compare import check_same_split
 
     assert check_same_split(dirs)  # two runs on the same file: provably the same split
-    from mlffbench.trained import TrainedModel
+    from mlffbench.runs.trained import TrainedModel
 
-    data = TrainedModel.from_run(dirs[0], with_data=True).require_data()  # restored from the recorded card, with no options retyped
+    data = TrainedModel.from_run(
+        dirs[0], with_data=True
+    ).require_data()  # restored from the recorded card, with no options retyped
     assert data.card.name == "ethanol" and data.dataset.n_configs == 25
 
 
@@ -271,17 +305,35 @@ def test_run_on_neuralil_types_and_periodic_stress(frames, variants, tmp_path):
     out = cli(["run", "schnet", "--dataset", str(path), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     assert out.exit_code == 0, out.output
     kbar = variants["kbar"][0]
-    out = cli(["run", "schnet", "--dataset", str(kbar), "--unit", "stress=kbar", "--stress-sign", "vasp",
-               "--key", "stress=pressure_kbar", "--runs-dir", str(tmp_path / "runs2"), *QUICK])
+    out = cli(
+        [
+            "run",
+            "schnet",
+            "--dataset",
+            str(kbar),
+            "--unit",
+            "stress=kbar",
+            "--stress-sign",
+            "vasp",
+            "--key",
+            "stress=pressure_kbar",
+            "--runs-dir",
+            str(tmp_path / "runs2"),
+            *QUICK,
+        ]
+    )
     assert out.exit_code == 0, out.output
     (run_dir,) = (tmp_path / "runs2").iterdir()
     card = json.loads((run_dir / "config.json").read_text())["dataset_card"]
-    assert card["units"]["stress"] == "kbar" and card["options"] == {"stress_key": "pressure_kbar", "stress_sign": "vasp"}
+    assert card["units"]["stress"] == "kbar" and card["options"] == {
+        "stress_key": "pressure_kbar",
+        "stress_sign": "vasp",
+    }
 
 
 def test_user_card_folder_lists_trains_and_card_output_loads(variants, tmp_path):
-    from mlffbench.datasets.cards import load_card
-    from mlffbench.datasets.user import resolve_card
+    from mlffbench.data.cards import load_card
+    from mlffbench.data.user import resolve_card
 
     path = variants["gpa"][0]
     out = cli(["datasets", "card", str(path), "--unit", "stress=GPa"])
@@ -295,11 +347,16 @@ def test_user_card_folder_lists_trains_and_card_output_loads(variants, tmp_path)
     made = resolve_card(str(path), units={"stress": "GPa"}, options={})
     assert loaded.to_dict(record=False) == made.to_dict(record=False) and loaded.root == made.root
     # the same card in a card folder, its file given relative to the card
-    (cards / "emt-gpa.toml").write_text(out.output.replace('name = "gpa"', 'name = "emt-gpa"').replace('path = "gpa.xyz"', 'path = "../gpa.xyz"'))
+    (cards / "emt-gpa.toml").write_text(
+        out.output.replace('name = "gpa"', 'name = "emt-gpa"').replace('path = "gpa.xyz"', 'path = "../gpa.xyz"')
+    )
     listed = cli(["datasets"], env={"MLFFBENCH_CARDS": str(cards), "COLUMNS": "250"})
     assert listed.exit_code == 0 and "emt-gpa" in listed.output and str(cards) in listed.output, listed.output
     runs_dir = tmp_path / "runs"
-    trained = cli(["run", "schnet", "--dataset", "emt-gpa", "--runs-dir", str(runs_dir), *QUICK], env={"MLFFBENCH_CARDS": str(cards)})
+    trained = cli(
+        ["run", "schnet", "--dataset", "emt-gpa", "--runs-dir", str(runs_dir), *QUICK],
+        env={"MLFFBENCH_CARDS": str(cards)},
+    )
     assert trained.exit_code == 0, trained.output
     (run_dir,) = runs_dir.iterdir()
     assert json.loads((run_dir / "config.json").read_text())["dataset_card"]["units"]["stress"] == "GPa"
@@ -311,14 +368,26 @@ def _nothing_written(runs_dir: Path) -> bool:
 
 
 def test_unknown_unit(variants, tmp_path):
-    out = cli(["run", "schnet", "--dataset", str(variants["ev"][0]), "--unit", "stress=furlong", "--runs-dir", str(tmp_path), *QUICK])
+    out = cli(
+        [
+            "run",
+            "schnet",
+            "--dataset",
+            str(variants["ev"][0]),
+            "--unit",
+            "stress=furlong",
+            "--runs-dir",
+            str(tmp_path),
+            *QUICK,
+        ]
+    )
     one_error_line(out, "unknown stress unit 'furlong'", "--unit")
     assert _nothing_written(tmp_path)
 
 
 def test_file_ase_cannot_parse(tmp_path):
     bad = tmp_path / "broken.xyz"
-    bad.write_text("3\nLattice=\"1 0 0 0 1 0 0 0 1\" Properties=species:S:1:pos:R:3\nCu 0 0 0\nCu 1 1\n")
+    bad.write_text('3\nLattice="1 0 0 0 1 0 0 0 1" Properties=species:S:1:pos:R:3\nCu 0 0 0\nCu 1 1\n')
     out = cli(["run", "schnet", "--dataset", str(bad), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     one_error_line(out, str(bad), "malformed extended XYZ")
     assert _nothing_written(tmp_path / "runs")
@@ -353,8 +422,9 @@ def test_nan_in_stress(frames, tmp_path):
     ase.io.write(path, frames[:3], format="extxyz")
     text = path.read_text().splitlines()
     text[1] = text[1].replace('stress="', 'stress="nan ', 1)
-    text[1] = text[1].replace(text[1].split('stress="')[1].split('"')[0],
-                              " ".join(text[1].split('stress="')[1].split('"')[0].split()[:9]))
+    text[1] = text[1].replace(
+        text[1].split('stress="')[1].split('"')[0], " ".join(text[1].split('stress="')[1].split('"')[0].split()[:9])
+    )
     path.write_text("\n".join(text) + "\n")
     out = cli(["run", "schnet", "--dataset", str(path), "--runs-dir", str(tmp_path / "runs"), *QUICK])
     one_error_line(out, f"{path} frame 0", "'stress' contains NaN or infinity")
@@ -381,9 +451,9 @@ def test_card_with_missing_file_and_wrong_sha256(variants, tmp_path):
 
 
 def test_max_configs_takes_the_first_n_of_each_file(data_dir):
-    from mlffbench.datasets.loading import config_roles, limit_configs, load_dataset
-    from mlffbench.experiment import run_split
-    from mlffbench.plugins import get_registry
+    from mlffbench.data.loading import config_roles, limit_configs, load_dataset
+    from mlffbench.plugin.manager import get_registry
+    from mlffbench.runs.experiment import run_split
     from mlffbench.training.config import TrainConfig
 
     card = get_registry().dataset("rmd17-ethanol")

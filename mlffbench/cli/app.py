@@ -5,13 +5,29 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mlffbench import __version__, settings
+from mlffbench.cli import process
 from mlffbench.cli.dataopts import data_options
 from mlffbench.cli.process import trains_or_times
+from mlffbench.data.cards import parse_card
+from mlffbench.data.loading import load_dataset
+from mlffbench.data.summary import describe
+from mlffbench.data.user import card_for_files, card_toml, describe_card, request, resolve_card, user_cards
 from mlffbench.errors import ConfigError, MlffbenchError
+from mlffbench.plugin.manager import get_plugins, get_registry
+from mlffbench.runs import record as run_records
+from mlffbench.runs.directory import write_json
+from mlffbench.runs.experiment import RunOptions, train_and_evaluate
+from mlffbench.runs.record import Terminated
+from mlffbench.training.config import parse_value
+from mlffbench.training.metrics import GPA
+from mlffbench.tuning.report import render
+from mlffbench.tuning.study import TuneOptions
+from mlffbench.tuning.study import tune as run_tune
 
 
 def _console():
@@ -27,7 +43,6 @@ def _err_console():
 
 
 def _key_values(items: tuple[str, ...], what: str) -> dict:
-    from mlffbench.training.config import parse_value
 
     out = {}
     for item in items:
@@ -44,8 +59,6 @@ class Group(click.Group):
     def invoke(self, ctx):
         import signal
 
-        from mlffbench.run_records import Terminated
-
         def terminated(signum, frame):  # a batch scheduler's or `timeout`'s SIGTERM: stop like Ctrl-C
             raise Terminated
 
@@ -55,7 +68,9 @@ class Group(click.Group):
         except MlffbenchError as exc:
             from rich.markup import escape
 
-            _err_console().print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+            _err_console().print(
+                f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True
+            )
             sys.exit(exc.exit_code)
         except Terminated:
             _err_console().print("[bold red]terminated[/] (SIGTERM)")
@@ -77,8 +92,6 @@ def plugins() -> None:
     """Installed plugins: name, distribution, version, hooks."""
     from rich.table import Table
 
-    from mlffbench.plugins import get_plugins
-
     loaded = get_plugins()
     table = Table(title="mlffbench plugins")
     for col in ("name", "distribution", "version", "hooks", "status"):
@@ -97,24 +110,31 @@ def models() -> None:
     """Registered models."""
     from rich.table import Table
 
-    from mlffbench.plugins import get_registry
-
     registry = get_registry()
     table = Table(title="models")
     for col in ("name", "backend", "plugin", "presets", "description"):
         table.add_column(col)
     for name, spec in sorted(registry.models.items()):
-        table.add_row(name, spec.backend, registry.provider[("models", name)], ", ".join(spec.presets), spec.description)
+        table.add_row(
+            name, spec.backend, registry.provider[("models", name)], ", ".join(spec.presets), spec.description
+        )
     _console().print(table)
 
 
 @main.command("config")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the settings to this JSON file ('-': standard output only).")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the settings to this JSON file ('-': standard output only).",
+)
 def config_command(json_path: Path | None) -> None:
     """Effective defaults (dataset, data, runs, tracking, storage) and where each came from."""
     values = settings.effective()
-    record = {
-        "settings": {k: {"value": v.value, "source": v.source, "meaning": settings.BUILTIN[k][1]} for k, v in values.items()},
+    record: dict[str, Any] = {
+        "settings": {
+            k: {"value": v.value, "source": v.source, "meaning": settings.BUILTIN[k][1]} for k, v in values.items()
+        },
         "files": {"user": str(settings.user_file()), "project": str(settings.project_file())},
     }
     if json_path is not None and str(json_path) == "-":
@@ -133,15 +153,18 @@ def config_command(json_path: Path | None) -> None:
         state = "found" if Path(path).is_file() else "none"
         console.print(f"{kind} file: {path} ({state})", highlight=False)
     if json_path is not None:
-        from mlffbench.runs import write_json
-
         write_json(json_path, record)
 
 
 # ---------------------------------------------------------------- datasets
 @main.group(invoke_without_command=True, cls=click.Group)
-@click.option("--cards", "cards_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="Also list the cards (*.toml) in this folder (repeatable; also $MLFFBENCH_CARDS).")
+@click.option(
+    "--cards",
+    "cards_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Also list the cards (*.toml) in this folder (repeatable; also $MLFFBENCH_CARDS).",
+)
 @click.pass_context
 def datasets(ctx: click.Context, cards_dirs: tuple[str, ...]) -> None:
     """Registered datasets and your own cards; `datasets show NAME|PATH` describes one,
@@ -150,35 +173,48 @@ def datasets(ctx: click.Context, cards_dirs: tuple[str, ...]) -> None:
         return
     from rich.table import Table
 
-    from mlffbench.datasets.user import user_cards
-    from mlffbench.plugins import get_registry
-
     registry = get_registry()
     table = Table(title="datasets")
     for col in ("name", "format", "family", "files", "split", "license", "plugin"):
         table.add_column(col)
     for name, card in sorted(registry.datasets.items()):
         table.add_row(
-            name, card.format, card.family, str(len(card.files)), str(card.split.get("policy", "random")),
-            card.license, registry.provider[("datasets", name)],
+            name,
+            card.format,
+            card.family,
+            str(len(card.files)),
+            str(card.split.get("policy", "random")),
+            card.license,
+            registry.provider[("datasets", name)],
         )
     shadowed = []
     for card in user_cards(cards_dirs):
         if card.name in registry.datasets:
             shadowed.append(card)
             continue
-        table.add_row(card.name, card.format, card.family, str(len(card.files)), str(card.split.get("policy", "random")),
-                      card.license, card.root)
+        table.add_row(
+            card.name,
+            card.format,
+            card.family,
+            str(len(card.files)),
+            str(card.split.get("policy", "random")),
+            card.license,
+            card.root,
+        )
     console = _console()
     console.print(table)
     for card in shadowed:
-        console.print(f"[yellow]warning:[/] card {card.source}: name '{card.name}' is taken by a registered dataset; ignored",
-                      highlight=False)
+        console.print(
+            f"[yellow]warning:[/] card {card.source}: name '{card.name}' is taken by a registered dataset; ignored",
+            highlight=False,
+        )
 
 
 @datasets.command("show")
 @click.argument("name")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original files (default: $MLFFBENCH_DATA_DIR).")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Folder with the original files (default: $MLFFBENCH_DATA_DIR)."
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the figures to this JSON file.")
 @click.option("--no-download", is_flag=True, help="Fail instead of downloading missing files.")
 @data_options
@@ -186,10 +222,6 @@ def datasets_show(name: str, data_dir: Path | None, json_path: Path | None, no_d
     """Configurations, atoms, elements, periodicity and energy/force statistics of NAME
     (a dataset name, a card file, a data file or a folder)."""
     from rich.table import Table
-
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.datasets.summary import describe
-    from mlffbench.datasets.user import resolve_card
 
     card = resolve_card(name)
     ds = load_dataset(card, data_dir=data_dir, download=not no_download)
@@ -205,21 +237,18 @@ def datasets_show(name: str, data_dir: Path | None, json_path: Path | None, no_d
         table.add_row(key, str(value))
     _console().print(table)
     if json_path:
-        from mlffbench.runs import write_json
-
         write_json(json_path, info)
 
 
 @datasets.command("card")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write the card here (default: print it).")
+@click.option(
+    "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write the card here (default: print it)."
+)
 @data_options
 def datasets_card(files: tuple[Path, ...], out: Path | None) -> None:
     """A complete dataset card for FILES (sha256, format, units, counts, elements and which of
     energy/forces/stress are present); saved beside the files, it loads as is."""
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.datasets.cards import parse_card
-    from mlffbench.datasets.user import card_for_files, card_toml, describe_card, request
 
     req = request()
     card = card_for_files([("", Path(f)) for f in files], units=req.units, options=req.options, format=req.format)
@@ -242,23 +271,51 @@ def datasets_card(files: tuple[Path, ...], out: Path | None) -> None:
 # --------------------------------------------------------------- training
 def _run_options(f):
     options = [
-        click.option("--dataset", "-d", "dataset", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`)."),
+        click.option(
+            "--dataset",
+            "-d",
+            "dataset",
+            help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).",
+        ),
         click.option("--epochs", type=int, help="Number of epochs."),
         click.option("--batch-size", type=int, help="Configurations per training batch."),
         click.option("--lr", help="Learning rates min,max,final (one-cycle) e.g. 5e-4,3e-3,5e-6."),
         click.option("--seed", type=int, help="Seed for initialisation and batch order."),
         click.option("--split-seed", type=int, help="Seed of the split."),
-        click.option("--split-policy", "split_policy", help="Split policy: random, group, formula, files (default: the card's)."),
+        click.option(
+            "--split-policy", "split_policy", help="Split policy: random, group, formula, files (default: the card's)."
+        ),
         click.option("--fractions", help="Split fractions train,val,test (default 0.8,0.1,0.1)."),
         click.option("--max-configs", type=int, help="Use only the first N configurations (quick runs)."),
-        click.option("--time-budget", type=float, help="Stop after this many seconds of training steps (compilation and validation excluded); with --epochs 0: train until they are spent."),
+        click.option(
+            "--time-budget",
+            type=float,
+            help="Stop after this many seconds of training steps (compilation and validation excluded); with --epochs 0: train until they are spent.",
+        ),
         click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Floating-point precision."),
         click.option("--param", "-p", "params", multiple=True, help="Model option name=value (repeatable)."),
         click.option("--train", "-t", "train_items", multiple=True, help="Training option name=value (repeatable)."),
-        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="JSON file with 'model' and 'train' sections."),
-        click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Start from these weights (a released parameter archive)."),
-        click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR)."),
-        click.option("--runs-dir", type=click.Path(path_type=Path), help="Where run directories go (default: runs; see `mlffbench config`)."),
+        click.option(
+            "--config",
+            "config_file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="JSON file with 'model' and 'train' sections.",
+        ),
+        click.option(
+            "--init-from",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Start from these weights (a released parameter archive).",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
+        ),
+        click.option(
+            "--runs-dir",
+            type=click.Path(path_type=Path),
+            help="Where run directories go (default: runs; see `mlffbench config`).",
+        ),
         click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir)."),
         click.option("--no-tracking", is_flag=True, help="Do not log to MLflow."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
@@ -268,10 +325,31 @@ def _run_options(f):
     return f
 
 
-def _collect(model, dataset, epochs, batch_size, lr, seed, split_seed, split_policy, fractions, max_configs,
-             time_budget, dtype, params, train_items, config_file, init_from, data_dir, runs_dir, tracking_uri,
-             no_tracking, no_progress, resume=None, evaluate_split=""):
-    from mlffbench.experiment import RunOptions
+def _collect(
+    model,
+    dataset,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    split_seed,
+    split_policy,
+    fractions,
+    max_configs,
+    time_budget,
+    dtype,
+    params,
+    train_items,
+    config_file,
+    init_from,
+    data_dir,
+    runs_dir,
+    tracking_uri,
+    no_tracking,
+    no_progress,
+    resume=None,
+    evaluate_split="",
+):
 
     model_params, train_params = {}, {}
     if config_file:
@@ -296,8 +374,16 @@ def _collect(model, dataset, epochs, batch_size, lr, seed, split_seed, split_pol
             raise ConfigError(f"{what} must be {n} comma-separated numbers, got '{text}'")
         return values
 
-    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed), ("split_seed", split_seed),
-                       ("split_policy", split_policy), ("max_configs", max_configs), ("max_time_s", time_budget), ("dtype", dtype)):
+    for key, value in (
+        ("epochs", epochs),
+        ("batch_size", batch_size),
+        ("seed", seed),
+        ("split_seed", split_seed),
+        ("split_policy", split_policy),
+        ("max_configs", max_configs),
+        ("max_time_s", time_budget),
+        ("dtype", dtype),
+    ):
         if value is not None:
             train_params[key] = value
     if lr:
@@ -307,27 +393,36 @@ def _collect(model, dataset, epochs, batch_size, lr, seed, split_seed, split_pol
     if not dataset and resume is None:
         dataset = settings.get("dataset")
     return RunOptions(
-        model=model, dataset=dataset or "", model_params=model_params, train_params=train_params,
-        data_dir=data_dir, runs_dir=settings.path("runs_dir", runs_dir), resume=resume, init_from=init_from, tracking_uri=tracking_uri,
-        tracking=not no_tracking, progress=not no_progress, evaluate_split=evaluate_split,
+        model=model,
+        dataset=dataset or "",
+        model_params=model_params,
+        train_params=train_params,
+        data_dir=data_dir,
+        runs_dir=settings.path("runs_dir", runs_dir),
+        resume=resume,
+        init_from=init_from,
+        tracking_uri=tracking_uri,
+        tracking=not no_tracking,
+        progress=not no_progress,
+        evaluate_split=evaluate_split,
     )
 
 
 def _report(run_dir: Path, metrics: dict) -> None:
     from rich.table import Table
 
-    from mlffbench.training.metrics import GPA
-
     table = Table(title=f"{metrics['model']} on {metrics['dataset']}")
     parts = [part for part in ("val", "test", "all") if part in metrics]
     stress = any("stress_mae" in metrics[part] for part in parts)
-    columns = ("part", "E MAE meV/atom", "E RMSE meV/atom", "F MAE meV/Å", "F RMSE meV/Å") + (("σ MAE GPa", "σ RMSE GPa") if stress else ())
+    columns = ("part", "E MAE meV/atom", "E RMSE meV/atom", "F MAE meV/Å", "F RMSE meV/Å") + (
+        ("σ MAE GPa", "σ RMSE GPa") if stress else ()
+    )
     for col in columns:
         table.add_column(col, justify="right" if col != "part" else "left")
     for part in parts:
         m = metrics[part]
 
-        def fmt(key, scale=1000.0, digits=2):
+        def fmt(key, scale=1000.0, digits=2, m=m):
             return f"{scale * m[key]:.{digits}f}" if key in m else "—"
 
         cells = [fmt("energy_mae_per_atom"), fmt("energy_rmse_per_atom"), fmt("force_mae"), fmt("force_rmse")]
@@ -360,11 +455,12 @@ def _report(run_dir: Path, metrics: dict) -> None:
 @click.argument("model", required=False)
 @_run_options
 @data_options
-@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Continue this run directory.")
+@click.option(
+    "--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Continue this run directory."
+)
 @trains_or_times
 def run(model, resume, **kwargs) -> None:
     """Train MODEL on a dataset and evaluate it on the held-out parts."""
-    from mlffbench.experiment import train_and_evaluate
 
     if model is None and resume is None:
         raise ConfigError("missing MODEL (see `mlffbench models`)")
@@ -375,14 +471,21 @@ def run(model, resume, **kwargs) -> None:
 
 @main.command("runs")
 @click.argument("runs_dir", required=False, type=click.Path(path_type=Path))
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the rows (and problems) to this JSON file.")
-@click.option("--check", "check", is_flag=True, help="Verify each run against its MLflow run and checkpoints; exit 1 on any disagreement.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the rows (and problems) to this JSON file.",
+)
+@click.option(
+    "--check",
+    "check",
+    is_flag=True,
+    help="Verify each run against its MLflow run and checkpoints; exit 1 on any disagreement.",
+)
 def runs_command(runs_dir: Path | None, json_path: Path | None, check: bool) -> None:
     """Run directories in RUNS_DIR: model, dataset, split, epochs, status, best validation force MAE, MLflow run."""
     from rich.table import Table
-
-    from mlffbench import run_records
-    from mlffbench.runs import write_json
 
     folder = settings.path("runs_dir", runs_dir)
     rows = run_records.list_runs(folder)
@@ -394,8 +497,16 @@ def runs_command(runs_dir: Path | None, json_path: Path | None, check: bool) -> 
         table.add_column(col)
     for row in rows:
         best = row["best_val_force_mae"]
-        table.add_row(Path(row["run_dir"]).name, row["model"], row["dataset"], (row["split_fingerprint"] or "—")[:12], str(row["epochs"]),
-                      row["status"], f"{1000 * best:.2f}" if best is not None else "—", row["mlflow_run_id"] or "—")
+        table.add_row(
+            Path(row["run_dir"]).name,
+            row["model"],
+            row["dataset"],
+            (row["split_fingerprint"] or "—")[:12],
+            str(row["epochs"]),
+            row["status"],
+            f"{1000 * best:.2f}" if best is not None else "—",
+            row["mlflow_run_id"] or "—",
+        )
     console = _console()
     console.print(table)
     problems = [(row["run_dir"], p) for row in rows for p in row.get("problems", [])]
@@ -414,10 +525,16 @@ def runs_command(runs_dir: Path | None, json_path: Path | None, check: bool) -> 
 @click.argument("model")
 @_run_options
 @data_options
-@click.option("--split", "evaluate_split", type=click.Choice(["val", "test", "all"]), default="test", show_default=True, help="Which configurations to evaluate.")
+@click.option(
+    "--split",
+    "evaluate_split",
+    type=click.Choice(["val", "test", "all"]),
+    default="test",
+    show_default=True,
+    help="Which configurations to evaluate.",
+)
 def evaluate(model, evaluate_split, **kwargs) -> None:
     """Evaluate MODEL with given weights (--init-from) without training."""
-    from mlffbench.experiment import train_and_evaluate
 
     if kwargs.get("init_from") is None:
         raise ConfigError("evaluate needs --init-from PATH (weights to evaluate)")
@@ -429,7 +546,8 @@ def evaluate(model, evaluate_split, **kwargs) -> None:
 
 
 # ------------------------------------------------- speed: bench and compare
-from mlffbench.cli.speed import bench as _bench_command, compare as _compare_command  # noqa: E402
+from mlffbench.cli.speed import bench as _bench_command
+from mlffbench.cli.speed import compare as _compare_command
 
 main.add_command(_bench_command)
 main.add_command(_compare_command)
@@ -438,37 +556,96 @@ main.add_command(_compare_command)
 # ------------------------------------------------------------------ tuning
 @main.command()
 @click.argument("model", required=False)
-@click.option("--dataset", "-d", "dataset", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).")
+@click.option(
+    "--dataset", "-d", "dataset", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`)."
+)
 @click.option("--study", help="Study name: joins or resumes it (default: a new MODEL-DATASET-TIME study).")
-@click.option("--storage", help="Optuna storage URL, e.g. postgresql://user@host:5432/db (default: sqlite in the runs dir).")
+@click.option(
+    "--storage", help="Optuna storage URL, e.g. postgresql://user@host:5432/db (default: sqlite in the runs dir)."
+)
 @click.option("--trials", type=int, default=20, show_default=True, help="Trials this worker runs.")
-@click.option("--study-trials", type=int, default=0, help="Stop once the study has this many complete+pruned trials (all workers).")
+@click.option(
+    "--study-trials",
+    type=int,
+    default=0,
+    help="Stop once the study has this many complete+pruned trials (all workers).",
+)
 @click.option("--epochs", type=int, help="Training epochs per trial.")
-@click.option("--trial-timeout", type=float, help="Seconds of training per trial (compilation and validation excluded; default without --epochs: 20).")
+@click.option(
+    "--trial-timeout",
+    type=float,
+    help="Seconds of training per trial (compilation and validation excluded; default without --epochs: 20).",
+)
 @click.option("--objective", help="accuracy (val force MAE) or accuracy,speed (plus inference µs/atom/step).")
-@click.option("--pruner", type=click.Choice(["median", "hyperband", "none"]), help="Pruner on the validation force MAE (default median).")
+@click.option(
+    "--pruner",
+    type=click.Choice(["median", "hyperband", "none"]),
+    help="Pruner on the validation force MAE (default median).",
+)
 @click.option("--sampler", type=click.Choice(["tpe", "random"]), default="tpe", show_default=True, help="Sampler.")
 @click.option("--seed", type=int, help="Sampler seed.")
-@click.option("--reports-per-epoch", type=int, help="Validation reports to the pruner per epoch (default: >= 4 per trial).")
+@click.option(
+    "--reports-per-epoch", type=int, help="Validation reports to the pruner per epoch (default: >= 4 per trial)."
+)
 @click.option("--max-configs", type=int, help="Use only the first N configurations (cheap trials).")
-@click.option("--param", "-p", "params", multiple=True, help="Fix a search-space parameter or a model option: name=value.")
+@click.option(
+    "--param", "-p", "params", multiple=True, help="Fix a search-space parameter or a model option: name=value."
+)
 @click.option("--train", "-t", "train_items", multiple=True, help="Fix a training option: name=value.")
-@click.option("--heartbeat", type=int, default=60, show_default=True, help="Seconds between trial heartbeats; a trial silent for twice this is marked failed.")
+@click.option(
+    "--heartbeat",
+    type=int,
+    default=60,
+    show_default=True,
+    help="Seconds between trial heartbeats; a trial silent for twice this is marked failed.",
+)
 @click.option("--top", type=int, default=10, show_default=True, help="Best trials shown.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Where the best config and plots go (default: RUNS_DIR/tune-STUDY).")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), help="Where trial runs, the default study database and MLflow store go (default: runs; see `mlffbench config`).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the best config and plots go (default: RUNS_DIR/tune-STUDY).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
+)
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    help="Where trial runs, the default study database and MLflow store go (default: runs; see `mlffbench config`).",
+)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir).")
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 @data_options
 @trains_or_times
-def tune(model, dataset, study, storage, trials, study_trials, epochs, trial_timeout, objective, pruner, sampler, seed,
-         reports_per_epoch, max_configs, params, train_items, heartbeat, top, out_dir, data_dir, runs_dir, tracking_uri,
-         no_tracking) -> None:
+def tune(
+    model,
+    dataset,
+    study,
+    storage,
+    trials,
+    study_trials,
+    epochs,
+    trial_timeout,
+    objective,
+    pruner,
+    sampler,
+    seed,
+    reports_per_epoch,
+    max_configs,
+    params,
+    train_items,
+    heartbeat,
+    top,
+    out_dir,
+    data_dir,
+    runs_dir,
+    tracking_uri,
+    no_tracking,
+) -> None:
     """Search MODEL's hyperparameters with Optuna (pruning, resumable, many workers)."""
-    from mlffbench.tuning.report import render
-    from mlffbench.tuning.study import TuneOptions
-    from mlffbench.tuning.study import tune as run_tune
 
     if model is None and study is None:
         raise ConfigError("missing MODEL (or --study NAME to resume a study)")
@@ -476,12 +653,29 @@ def tune(model, dataset, study, storage, trials, study_trials, epochs, trial_tim
         dataset = settings.get("dataset")
     objectives = tuple(o.strip() for o in objective.split(",")) if objective else None
     options = TuneOptions(
-        model=model, dataset=dataset, study=study, storage=storage, trials=trials, study_trials=study_trials,
-        objectives=objectives, epochs=epochs, trial_timeout=trial_timeout, max_configs=max_configs,
-        reports_per_epoch=reports_per_epoch, pruner=pruner, sampler=sampler, seed=seed,
-        params=_key_values(params, "--param"), train_params=_key_values(train_items, "--train"), heartbeat=heartbeat,
-        data_dir=data_dir, runs_dir=settings.path("runs_dir", runs_dir), out_dir=out_dir, tracking_uri=tracking_uri,
-        tracking=not no_tracking, top=top,
+        model=model,
+        dataset=dataset,
+        study=study,
+        storage=storage,
+        trials=trials,
+        study_trials=study_trials,
+        objectives=objectives,
+        epochs=epochs,
+        trial_timeout=trial_timeout,
+        max_configs=max_configs,
+        reports_per_epoch=reports_per_epoch,
+        pruner=pruner,
+        sampler=sampler,
+        seed=seed,
+        params=_key_values(params, "--param"),
+        train_params=_key_values(train_items, "--train"),
+        heartbeat=heartbeat,
+        data_dir=data_dir,
+        runs_dir=settings.path("runs_dir", runs_dir),
+        out_dir=out_dir,
+        tracking_uri=tracking_uri,
+        tracking=not no_tracking,
+        top=top,
     )
     err = _err_console()  # SIGTERM stops like Ctrl-C (trial marked failed): see Group
     summary = run_tune(options, log=lambda text: err.print(text, highlight=False, markup=False))
@@ -489,7 +683,9 @@ def tune(model, dataset, study, storage, trials, study_trials, epochs, trial_tim
 
 
 # ----------------------------------------------------------------- physics
-from mlffbench.cli.physics import check as _check_command, md as _md_command, scan as _scan_command  # noqa: E402
+from mlffbench.cli.physics import check as _check_command
+from mlffbench.cli.physics import md as _md_command
+from mlffbench.cli.physics import scan as _scan_command
 
 main.add_command(_check_command)
 main.add_command(_md_command)
@@ -499,7 +695,6 @@ main.add_command(_scan_command)
 def entry() -> None:
     """The console script. The commands that train or time set up the process themselves, and may
     re-execute it only from here (:mod:`mlffbench.cli.process`); the others leave it as it started."""
-    from mlffbench.cli import process
 
     process.console_script = True
     main()

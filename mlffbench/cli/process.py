@@ -1,10 +1,12 @@
 """Marks the ``mlffbench`` commands that train or time: they set up their process
-(:func:`mlffbench.runtime.prepare_process`) before their body runs; every other command and
+(:func:`mlffbench.speed.runtime.prepare_process`) before their body runs; every other command and
 ``--help`` leaves the process as it started (docs/process-setup.md)."""
 
 from __future__ import annotations
 
 import functools
+
+from mlffbench.speed.runtime import prepare_process
 
 # Set by the console script (mlffbench.cli.app.entry): only then may a command re-execute the
 # process. A command invoked in-process (click's CliRunner, a test) sets XLA's flags only.
@@ -16,8 +18,6 @@ def trains_or_times(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from mlffbench.runtime import prepare_process
-
         prepare_process(reexec=console_script)
         return command(*args, **kwargs)
 

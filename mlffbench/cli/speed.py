@@ -1,6 +1,6 @@
 """The ``mlffbench bench`` and ``mlffbench compare`` commands (registered in :mod:`mlffbench.cli.app`).
 
-The work is done in :mod:`mlffbench.bench` and :mod:`mlffbench.compare`; heavy imports live
+The work is done in :mod:`mlffbench.speed.bench` and :mod:`mlffbench.speed.compare`; heavy imports live
 inside the command bodies.
 """
 
@@ -14,6 +14,13 @@ from mlffbench import settings
 from mlffbench.cli.dataopts import data_options
 from mlffbench.cli.process import trains_or_times
 from mlffbench.errors import ConfigError
+from mlffbench.runs.directory import write_json
+from mlffbench.speed.bench import BenchOptions
+from mlffbench.speed.bench import bench as run_bench
+from mlffbench.speed.bench import render as render_bench
+from mlffbench.speed.compare import CompareOptions
+from mlffbench.speed.compare import compare as run_compare
+from mlffbench.speed.report import render as render_compare
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -44,27 +51,88 @@ def _console(stderr: bool = False):
 @click.command()
 @click.argument("model", required=False)
 @click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).")
-@click.option("--run", "run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Time the trained model of this run directory instead.")
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Time the trained model of this run directory instead.",
+)
 @click.option("--param", "-p", "params", multiple=True, help="Model option name=value (repeatable).")
 @click.option("--train", "-t", "train_items", multiple=True, help="Training option name=value (repeatable).")
 @click.option("--batch-size", type=int, help="Training batch size (default: the model's).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), help="Floating-point precision.")
 @click.option("--max-configs", type=int, help="Use only the first N configurations of the dataset.")
-@click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Parameters from these weights (a released archive).")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).")
-@click.option("--repeats", type=click.IntRange(1), default=7, show_default=True, help="Timed calls per workload (median and spread over them).")
-@click.option("--warmup", type=click.IntRange(1), default=1, show_default=True, help="Warm-up calls per workload (timed apart; they hold the compilation).")
-@click.option("--train-steps", type=click.IntRange(1), default=4, show_default=True, help="Optimizer steps per timed training call.")
-@click.option("--infer-batch", type=click.IntRange(0), default=0, help="The larger inference batch (default: the evaluation batch size).")
-@click.option("--sweep", default="1,2,3", show_default=True, help="Supercell sizes n (n×n×n) of the size sweep; 'none' skips it.")
-@click.option("--sweep-repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed calls per supercell size.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the numbers to this JSON file.")
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Parameters from these weights (a released archive).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1),
+    default=7,
+    show_default=True,
+    help="Timed calls per workload (median and spread over them).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Warm-up calls per workload (timed apart; they hold the compilation).",
+)
+@click.option(
+    "--train-steps",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Optimizer steps per timed training call.",
+)
+@click.option(
+    "--infer-batch",
+    type=click.IntRange(0),
+    default=0,
+    help="The larger inference batch (default: the evaluation batch size).",
+)
+@click.option(
+    "--sweep", default="1,2,3", show_default=True, help="Supercell sizes n (n×n×n) of the size sweep; 'none' skips it."
+)
+@click.option(
+    "--sweep-repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed calls per supercell size."
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the numbers to this JSON file.",
+)
 @data_options
 @trains_or_times
-def bench(model, dataset, run_dir, params, train_items, batch_size, dtype, max_configs, init_from, data_dir, repeats, warmup,
-          train_steps, infer_batch, sweep, sweep_repeats, json_path) -> None:
+def bench(
+    model,
+    dataset,
+    run_dir,
+    params,
+    train_items,
+    batch_size,
+    dtype,
+    max_configs,
+    init_from,
+    data_dir,
+    repeats,
+    warmup,
+    train_steps,
+    infer_batch,
+    sweep,
+    sweep_repeats,
+    json_path,
+) -> None:
     """Training and inference speed of MODEL: compilation apart, synchronised clocks, median and IQR."""
-    from mlffbench.bench import BenchOptions, bench as run_bench, render
 
     train_params = _params(train_items, "--train")
     for key, value in (("batch_size", batch_size), ("dtype", dtype), ("max_configs", max_configs)):
@@ -75,16 +143,24 @@ def bench(model, dataset, run_dir, params, train_items, batch_size, dtype, max_c
     if run_dir is None and dataset is None:
         dataset = settings.get("dataset")
     options = BenchOptions(
-        model=model or "", dataset=dataset or "", model_params=_params(params, "--param"), train_params=train_params,
-        data_dir=data_dir, init_from=init_from, run_dir=run_dir, repeats=repeats, warmup=warmup, train_steps=train_steps,
-        infer_batch=infer_batch, sweep=_ints(sweep, "--sweep"), sweep_repeats=sweep_repeats,
+        model=model or "",
+        dataset=dataset or "",
+        model_params=_params(params, "--param"),
+        train_params=train_params,
+        data_dir=data_dir,
+        init_from=init_from,
+        run_dir=run_dir,
+        repeats=repeats,
+        warmup=warmup,
+        train_steps=train_steps,
+        infer_batch=infer_batch,
+        sweep=_ints(sweep, "--sweep"),
+        sweep_repeats=sweep_repeats,
     )
     err = _console(stderr=True)
     result = run_bench(options, log=lambda text: err.print(text, highlight=False))
-    render(result, _console())
+    render_bench(result, _console())
     if json_path:
-        from mlffbench.runs import write_json
-
         write_json(json_path, result)
         _console().print(f"numbers: {json_path}", highlight=False)
 
@@ -103,33 +179,108 @@ def _model_params(items) -> dict[str, dict]:
 @click.command()
 @click.argument("models", nargs=-1)
 @click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).")
-@click.option("--epochs", type=int, help="Training budget of every model in epochs (default: the --budget time instead).")
-@click.option("--budget", "budget_s", type=float,
-              help="Without --epochs: seconds of training steps (compilation and validation excluded) for every model and seed (default: 180).")
-@click.option("--seeds", type=click.IntRange(1), default=1, show_default=True, help="Training seeds 0..N-1 per model (initialisation and batch order; one split).")
+@click.option(
+    "--epochs", type=int, help="Training budget of every model in epochs (default: the --budget time instead)."
+)
+@click.option(
+    "--budget",
+    "budget_s",
+    type=float,
+    help="Without --epochs: seconds of training steps (compilation and validation excluded) for every model and seed (default: 180).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Training seeds 0..N-1 per model (initialisation and batch order; one split).",
+)
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the one split all runs share.")
-@click.option("--param", "-p", "params", multiple=True, help="Model option: MODEL:name=value for one model, name=value for all (repeatable).")
-@click.option("--train", "-t", "train_items", multiple=True, help="Training option name=value for every model (repeatable).")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    help="Model option: MODEL:name=value for one model, name=value for all (repeatable).",
+)
+@click.option(
+    "--train", "-t", "train_items", multiple=True, help="Training option name=value for every model (repeatable)."
+)
 @click.option("--max-configs", type=int, help="Use only the first N configurations (quick comparisons).")
-@click.option("--runs", "run_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Compare these finished run directories instead of training: --runs DIR DIR ...")
+@click.option(
+    "--runs",
+    "run_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Compare these finished run directories instead of training: --runs DIR DIR ...",
+)
 @click.option("--no-reuse", is_flag=True, help="Train afresh even where a matching finished run exists.")
-@click.option("--target", type=float, help="Target validation force MAE in meV/Å for the time-to-target (default: 1.1 × the worst final).")
-@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed calls per model and workload.")
-@click.option("--train-steps", type=click.IntRange(1), default=2, show_default=True, help="Optimizer steps per timed training call.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Folder for the report and plots (default: RUNS_DIR/compare-DATASET-TIME).")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).")
-@click.option("--runs-dir", type=click.Path(path_type=Path), help="Where run directories are found and go (default: runs; see `mlffbench config`).")
+@click.option(
+    "--target",
+    type=float,
+    help="Target validation force MAE in meV/Å for the time-to-target (default: 1.1 × the worst final).",
+)
+@click.option(
+    "--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed calls per model and workload."
+)
+@click.option(
+    "--train-steps",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Optimizer steps per timed training call.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the report and plots (default: RUNS_DIR/compare-DATASET-TIME).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
+)
+@click.option(
+    "--runs-dir",
+    type=click.Path(path_type=Path),
+    help="Where run directories are found and go (default: runs; see `mlffbench config`).",
+)
 @click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir).")
 @click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the numbers to this JSON file.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the numbers to this JSON file.",
+)
 @data_options
 @trains_or_times
-def compare(models, dataset, epochs, budget_s, seeds, split_seed, params, train_items, max_configs, run_dirs, no_reuse, target, repeats,
-            train_steps, out_dir, data_dir, runs_dir, tracking_uri, no_tracking, no_progress, json_path) -> None:
+def compare(
+    models,
+    dataset,
+    epochs,
+    budget_s,
+    seeds,
+    split_seed,
+    params,
+    train_items,
+    max_configs,
+    run_dirs,
+    no_reuse,
+    target,
+    repeats,
+    train_steps,
+    out_dir,
+    data_dir,
+    runs_dir,
+    tracking_uri,
+    no_tracking,
+    no_progress,
+    json_path,
+) -> None:
     """Train (or reuse) MODELS on one split and compare accuracy and speed side by side."""
-    from mlffbench.compare import CompareOptions, compare as run_compare
-    from mlffbench.compare_report import render
 
     if run_dirs and models:  # `--runs A B C`: the directories after the first arrive as MODELS
         if not all((Path(m) / "config.json").is_file() for m in models):
@@ -144,17 +295,29 @@ def compare(models, dataset, epochs, budget_s, seeds, split_seed, params, train_
     if target is not None and not target > 0:
         raise ConfigError(f"--target must be a positive force MAE in meV/Å, got {target}")
     options = CompareOptions(
-        models=tuple(models), dataset=dataset or (settings.get("dataset") if not run_dirs else ""), epochs=epochs,
-        **({"budget_s": budget_s} if budget_s is not None else {}), seeds=seeds, split_seed=split_seed,
-        model_params=_model_params(params), train_params=train_params, run_dirs=tuple(run_dirs), reuse=not no_reuse,
-        runs_dir=settings.path("runs_dir", runs_dir), data_dir=data_dir, out_dir=out_dir, target_force_mae=target / 1000 if target else None,
-        repeats=repeats, train_steps=train_steps, tracking=not no_tracking, tracking_uri=tracking_uri, progress=not no_progress,
+        models=tuple(models),
+        dataset=dataset or (settings.get("dataset") if not run_dirs else ""),
+        epochs=epochs,
+        **({"budget_s": budget_s} if budget_s is not None else {}),
+        seeds=seeds,
+        split_seed=split_seed,
+        model_params=_model_params(params),
+        train_params=train_params,
+        run_dirs=tuple(run_dirs),
+        reuse=not no_reuse,
+        runs_dir=settings.path("runs_dir", runs_dir),
+        data_dir=data_dir,
+        out_dir=out_dir,
+        target_force_mae=target / 1000 if target else None,
+        repeats=repeats,
+        train_steps=train_steps,
+        tracking=not no_tracking,
+        tracking_uri=tracking_uri,
+        progress=not no_progress,
     )
     err = _console(stderr=True)
     result = run_compare(options, console=err, log=lambda text: err.print(text, highlight=False))
-    render(result, _console())
+    render_compare(result, _console())
     if json_path:
-        from mlffbench.runs import write_json
-
         write_json(json_path, result)
         _console().print(f"numbers: {json_path}", highlight=False)

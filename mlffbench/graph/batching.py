@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mlffbench import elements
+from mlffbench.data import elements
 from mlffbench.errors import ConfigError, DataError
 from mlffbench.graph.neighbors import NeighborTable
 
@@ -127,8 +127,25 @@ class GraphBatch:
         return tuple(getattr(self, name) for name in BATCH_FIELDS)
 
 
-def _padded_batch(n: int, e: int, g: int, *, positions, species, numbers, graph_index, forces, senders, receivers,
-                  shifts, cell, energy, n_atoms, config_index, stress=None) -> GraphBatch:
+def _padded_batch(
+    n: int,
+    e: int,
+    g: int,
+    *,
+    positions,
+    species,
+    numbers,
+    graph_index,
+    forces,
+    senders,
+    receivers,
+    shifts,
+    cell,
+    energy,
+    n_atoms,
+    config_index,
+    stress=None,
+) -> GraphBatch:
     """A :class:`GraphBatch` of N = n atoms, E = e edges and G = g graphs from the real
     atoms', edges' and graphs' values (given without padding; ``forces``/``energy``/``stress``
     None where the data has none), padded as the table in :class:`GraphBatch` says."""
@@ -203,7 +220,8 @@ def split_batch(batch: GraphBatch, size: int) -> list[GraphBatch]:
                 n_atoms=batch.n_atoms[graphs],
                 config_index=batch.config_index[graphs],
                 stress=np.where(batch.stress_mask[graphs, None, None], batch.stress[graphs], 0.0)
-                if batch.stress_mask[graphs].any() else None,
+                if batch.stress_mask[graphs].any()
+                else None,
             )
         )
     return parts

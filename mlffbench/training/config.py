@@ -66,16 +66,25 @@ class TrainConfig:
 
         need(self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        need(self.micro_batch_size >= 0, f"micro_batch_size must be >= 0 (0 = whole batch), got {self.micro_batch_size}")
+        need(
+            self.micro_batch_size >= 0, f"micro_batch_size must be >= 0 (0 = whole batch), got {self.micro_batch_size}"
+        )
         need(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         need(self.optimizer in OPTIMIZERS, f"unknown optimizer '{self.optimizer}' (known: {', '.join(OPTIMIZERS)})")
         need(self.loss in LOSSES, f"unknown loss '{self.loss}' (known: {', '.join(LOSSES)})")
         need(self.lr_schedule in SCHEDULES, f"unknown lr schedule '{self.lr_schedule}' (known: {', '.join(SCHEDULES)})")
-        need(len(self.lr) == 3 and all(v > 0 for v in self.lr), f"lr must be three positive numbers (min, max, final), got {self.lr}")
+        need(
+            len(self.lr) == 3 and all(v > 0 for v in self.lr),
+            f"lr must be three positive numbers (min, max, final), got {self.lr}",
+        )
         need(self.log_cosh_p > 0 and self.energy_log_cosh_p > 0, "log-cosh parameters must be > 0")
-        need(self.force_weight >= 0 and self.energy_weight >= 0 and self.stress_weight >= 0, "loss weights must be >= 0")
-        need(self.force_weight + self.energy_weight + self.stress_weight > 0,
-             "at least one of force_weight, energy_weight and stress_weight must be > 0")
+        need(
+            self.force_weight >= 0 and self.energy_weight >= 0 and self.stress_weight >= 0, "loss weights must be >= 0"
+        )
+        need(
+            self.force_weight + self.energy_weight + self.stress_weight > 0,
+            "at least one of force_weight, energy_weight and stress_weight must be > 0",
+        )
         need(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got '{self.dtype}'")
         need(self.weight_decay >= 0, "weight_decay must be >= 0")
 
@@ -97,7 +106,10 @@ def from_dict(cls: type, values: dict[str, Any], what: str) -> Any:
 
 
 def _has_defaults(cls: type) -> bool:
-    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING for f in dataclasses.fields(cls))
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    )
 
 
 def parse_value(text: str) -> Any:

@@ -1,6 +1,6 @@
 """The training loop: epochs, LR schedule, evaluation, early stopping, checkpoints, resume.
 
-It talks to a :class:`mlffbench.training.backend.Backend` and knows no framework.
+It talks to a :class:`mlffbench.backends.base.Backend` and knows no framework.
 Epoch e shuffles with ``np.random.default_rng([seed, e])``, so a resumed run sees the
 same batches as an uninterrupted one.
 """
@@ -24,9 +24,9 @@ from mlffbench.training.metrics import ErrorAccumulator
 from mlffbench.training.schedule import learning_rate
 
 if TYPE_CHECKING:
+    from mlffbench.backends.base import Backend
+    from mlffbench.data.splits import Split
     from mlffbench.graph.batching import GraphBatcher
-    from mlffbench.splits import Split
-    from mlffbench.training.backend import Backend
 
 LAST = "last.ckpt"
 BEST = "best.ckpt"
@@ -62,8 +62,17 @@ class FitResult:
     stop: StopReason | None = None
 
 
-def evaluate(backend: Backend[Any], state: Any, batcher: GraphBatcher, indices: Any, has_energy: bool, has_forces: bool,
-             batch_size: int, keep_forces: bool = False, has_stress: bool = False) -> ErrorAccumulator:
+def evaluate(
+    backend: Backend[Any],
+    state: Any,
+    batcher: GraphBatcher,
+    indices: Any,
+    has_energy: bool,
+    has_forces: bool,
+    batch_size: int,
+    keep_forces: bool = False,
+    has_stress: bool = False,
+) -> ErrorAccumulator:
     """Metrics of ``state`` on the configurations ``indices`` (stress errors too with ``has_stress``)."""
     acc = ErrorAccumulator(keep_forces=keep_forces)
     for batch in batcher.batches(np.asarray(indices), batch_size=batch_size):
@@ -92,11 +101,20 @@ def fit(
 
     ``has_stress``: the data has stress in a known unit; validation then reports stress
     errors when ``config.stress_weight`` > 0."""
-    run = _Fit.start(backend, batcher, split, config, Path(checkpoint_dir), has_energy, has_forces, callbacks, has_stress)
+    run = _Fit.start(
+        backend, batcher, split, config, Path(checkpoint_dir), has_energy, has_forces, callbacks, has_stress
+    )
     state = _initial_state(run, initial_params)
     loop, state, best_state = _resume_or_begin(run, state, resume)
     for cb in callbacks:
-        cb.on_train_start({"epochs": config.epochs, "start_epoch": loop.epoch, "steps_per_epoch": run.steps, "max_time_s": config.max_time_s})
+        cb.on_train_start(
+            {
+                "epochs": config.epochs,
+                "start_epoch": loop.epoch,
+                "steps_per_epoch": run.steps,
+                "max_time_s": config.max_time_s,
+            }
+        )
     wall_start = time.perf_counter() - loop.wall_seconds
     # A time budget (max_time_s) counts training seconds, as loop.train_seconds does
     # (compilation and validation excluded), and is checked before every step. epochs = 0
@@ -132,22 +150,58 @@ class _Fit:
     stop: StopReason | None = None
 
     @classmethod
-    def start(cls, backend: Backend[Any], batcher: GraphBatcher, split: Split, config: TrainConfig, checkpoint_dir: Path,
-              has_energy: bool, has_forces: bool, callbacks: Sequence[Callback], has_stress: bool) -> _Fit:
+    def start(
+        cls,
+        backend: Backend[Any],
+        batcher: GraphBatcher,
+        split: Split,
+        config: TrainConfig,
+        checkpoint_dir: Path,
+        has_energy: bool,
+        has_forces: bool,
+        callbacks: Sequence[Callback],
+        has_stress: bool,
+    ) -> _Fit:
         train_idx = np.asarray(split.train)
         steps = batcher.n_batches(len(train_idx), config.batch_size, drop_remainder=True)
         if steps == 0:
-            raise RunError(f"training split has {len(train_idx)} configurations, fewer than one batch of {config.batch_size}")
+            raise RunError(
+                f"training split has {len(train_idx)} configurations, fewer than one batch of {config.batch_size}"
+            )
         val_stress = has_stress and config.stress_weight > 0
         use_forces = has_forces and config.force_weight > 0
-        score_name = "force_mae" if use_forces else ("stress_mae" if val_stress and config.energy_weight == 0 else "energy_mae_per_atom")
-        return cls(backend, batcher, split, config, checkpoint_dir, has_energy, has_forces, callbacks, train_idx, steps,
-                   val_stress, score_name)
+        score_name = (
+            "force_mae"
+            if use_forces
+            else ("stress_mae" if val_stress and config.energy_weight == 0 else "energy_mae_per_atom")
+        )
+        return cls(
+            backend,
+            batcher,
+            split,
+            config,
+            checkpoint_dir,
+            has_energy,
+            has_forces,
+            callbacks,
+            train_idx,
+            steps,
+            val_stress,
+            score_name,
+        )
 
     def validate(self, state: Any) -> dict[str, float]:
         """Errors of ``state`` on the validation part."""
-        return evaluate(self.backend, state, self.batcher, self.split.val, self.has_energy, self.has_forces,
-                        self.config.eval_batch_size, has_stress=self.val_stress).result()
+        return evaluate(
+            self.backend,
+            state,
+            self.batcher,
+            self.split.val,
+            self.has_energy,
+            self.has_forces,
+            self.config.eval_batch_size,
+            has_stress=self.val_stress,
+        ).result()
 
     def stop_with(self, loop: LoopState, reason: StopReason | None) -> bool:
         """Record ``reason`` unless training already stopped for another; whether it stopped now."""
@@ -211,14 +265,24 @@ def _train_steps(run: _Fit, loop: LoopState, state: Any, until_budget: bool) -> 
     rng = np.random.default_rng([config.seed, epoch])
     compiled_before = backend.compile_seconds
     ep = _EpochSteps(epoch=epoch, t0=time.perf_counter(), compiled_before=compiled_before)
-    for step, batch in enumerate(run.batcher.batches(run.train_idx, rng=rng, batch_size=config.batch_size, drop_remainder=True)):
+    for step, batch in enumerate(
+        run.batcher.batches(run.train_idx, rng=rng, batch_size=config.batch_size, drop_remainder=True)
+    ):
         spent = None
         if config.max_time_s:
-            trained = loop.train_seconds + time.perf_counter() - ep.t0 - ep.eval_seconds - (backend.compile_seconds - ep.compiled_before)
+            trained = (
+                loop.train_seconds
+                + time.perf_counter()
+                - ep.t0
+                - ep.eval_seconds
+                - (backend.compile_seconds - ep.compiled_before)
+            )
             spent = trained / config.max_time_s
             if spent >= 1.0 and ep.losses:
                 break
-        ep.lr = learning_rate(config.lr_schedule, config.lr, epoch, step, steps, config.epochs, progress=spent if until_budget else None)
+        ep.lr = learning_rate(
+            config.lr_schedule, config.lr, epoch, step, steps, config.epochs, progress=spent if until_budget else None
+        )
         state, loss = backend.train_step(state, batch, ep.lr)
         ep.losses.append(loss)
         for cb in callbacks:
@@ -275,16 +339,28 @@ def _judge_epoch(run: _Fit, loop: LoopState, state: Any, best_state: Any, record
     else:
         loop.bad_epochs += 1
         if config.patience and loop.bad_epochs >= config.patience:
-            run.stop_with(loop, StopReason(
-                StopKind.EARLY_STOP, f"early stop: no better validation {run.score_name} for {config.patience} epochs"))
+            run.stop_with(
+                loop,
+                StopReason(
+                    StopKind.EARLY_STOP,
+                    f"early stop: no better validation {run.score_name} for {config.patience} epochs",
+                ),
+            )
     return best_state
 
 
-def _end_epoch(run: _Fit, loop: LoopState, state: Any, ep: _EpochSteps, record: dict[str, Any], until_budget: bool) -> None:
+def _end_epoch(
+    run: _Fit, loop: LoopState, state: Any, ep: _EpochSteps, record: dict[str, Any], until_budget: bool
+) -> None:
     """Stop when the time budget is spent (with epochs left), write ``last.ckpt``, then tell
     the callbacks (which may stop training)."""
     config = run.config
-    if not loop.stopped and config.max_time_s and loop.train_seconds >= config.max_time_s and (loop.epoch < config.epochs or until_budget):
+    if (
+        not loop.stopped
+        and config.max_time_s
+        and loop.train_seconds >= config.max_time_s
+        and (loop.epoch < config.epochs or until_budget)
+    ):
         run.stop_with(loop, StopReason(StopKind.TIME_BUDGET, f"time budget of {config.max_time_s:g} s reached"))
     checkpoint.save(run.checkpoint_dir / LAST, loop.to_dict(), run.backend.state_to_bytes(state))
     run.stop_with(loop, _notify(run.callbacks, "on_epoch_end", ep.epoch, record))

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mlffbench.units import STRESS
+from mlffbench.data.units import GPA_PER_EV_A3
 
-GPA = 1.0 / STRESS["GPa"]  # GPa per eV/Å³ (tables and MLflow show stress errors in GPa)
+GPA = GPA_PER_EV_A3  # GPa per eV/Å³ (tables and MLflow show stress errors in GPa)
 
 
 @dataclass
@@ -28,22 +28,39 @@ class ErrorAccumulator:
     ds: list[np.ndarray] = field(default_factory=list)
     keep_forces: bool = False
 
-    def add(self, batch, energy: np.ndarray, forces: np.ndarray | None, has_energy: bool, has_forces: bool,
-            stress: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        batch,
+        energy: np.ndarray,
+        forces: np.ndarray | None,
+        has_energy: bool,
+        has_forces: bool,
+        stress: np.ndarray | None = None,
+    ) -> None:
         """One batch's predictions; ``stress`` (G, 3, 3) eV/Å³ where stress errors are wanted."""
         graphs = np.asarray(batch.graph_mask)
         atoms = np.asarray(batch.atom_mask)
         mask = np.asarray(batch.stress_mask) & graphs if stress is not None else None
         self.add_values(
             energy=np.asarray(energy)[graphs] if has_energy else None,
-            energy_ref=batch.energy[graphs], n_atoms=batch.n_atoms[graphs],
-            forces=np.asarray(forces)[atoms] if has_forces and forces is not None else None, forces_ref=batch.forces[atoms],
-            stress=None if stress is None else np.asarray(stress)[mask], stress_ref=None if stress is None else batch.stress[mask],
+            energy_ref=batch.energy[graphs],
+            n_atoms=batch.n_atoms[graphs],
+            forces=np.asarray(forces)[atoms] if has_forces and forces is not None else None,
+            forces_ref=batch.forces[atoms],
+            stress=None if stress is None else np.asarray(stress)[mask],
+            stress_ref=None if stress is None else batch.stress[mask],
         )
 
-    def add_values(self, energy: np.ndarray | None = None, energy_ref: np.ndarray | None = None, n_atoms: np.ndarray | None = None,
-                   forces: np.ndarray | None = None, forces_ref: np.ndarray | None = None,
-                   stress: np.ndarray | None = None, stress_ref: np.ndarray | None = None) -> None:
+    def add_values(
+        self,
+        energy: np.ndarray | None = None,
+        energy_ref: np.ndarray | None = None,
+        n_atoms: np.ndarray | None = None,
+        forces: np.ndarray | None = None,
+        forces_ref: np.ndarray | None = None,
+        stress: np.ndarray | None = None,
+        stress_ref: np.ndarray | None = None,
+    ) -> None:
         """Predictions of real configurations and atoms (no padding): energies (C,) eV with their
         references and atom counts, forces (A, 3) eV/Å, stress (S, 3, 3) eV/Å³ of the
         configurations with a reference stress; a part left None is not counted."""

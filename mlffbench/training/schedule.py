@@ -38,7 +38,12 @@ PROGRESS_STEPS = 100_000  # resolution of a whole-run cycle that follows a time 
 
 
 def learning_rate(
-    kind: str, lr: tuple[float, float, float], epoch: int, step: int, steps_per_epoch: int, epochs: int,
+    kind: str,
+    lr: tuple[float, float, float],
+    epoch: int,
+    step: int,
+    steps_per_epoch: int,
+    epochs: int,
     progress: float | None = None,
 ) -> float:
     """LR for ``step`` (0-based within the epoch) of ``epoch`` (0-based).

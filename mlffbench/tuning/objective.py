@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from mlffbench.errors import ConfigError
+from mlffbench.runs import directory as runs
+from mlffbench.runs.experiment import RunOptions, train_and_evaluate
+from mlffbench.runs.trained import TrainedModel
+from mlffbench.speed import timing
 from mlffbench.training.callbacks import Callback, StopKind, StopReason, StopTraining
 from mlffbench.tuning.settings import TuneSettings
 
@@ -106,8 +110,6 @@ class TrialRunner:
     def __call__(self, trial) -> float | tuple[float, float]:
         import optuna
 
-        from mlffbench.experiment import RunOptions, train_and_evaluate
-
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         try:
             values = self.spec.search_space.sample(trial, self.settings.fixed_dims)
@@ -116,12 +118,21 @@ class TrialRunner:
                 trial, self.settings.reports_per_epoch, prune=not self.settings.multi and self.settings.pruner != "none"
             )
             options = RunOptions(
-                model=self.spec.name, dataset=self.settings.dataset, model_params=model, train_params=train,
-                data_dir=self.data_dir, runs_dir=self.runs_dir, tracking_uri=self.tracking_uri,
-                tracking=self.tracking_uri is not None, progress=False, download=self.download, callbacks=[pruning],
+                model=self.spec.name,
+                dataset=self.settings.dataset,
+                model_params=model,
+                train_params=train,
+                data_dir=self.data_dir,
+                runs_dir=self.runs_dir,
+                tracking_uri=self.tracking_uri,
+                tracking=self.tracking_uri is not None,
+                progress=False,
+                download=self.download,
+                callbacks=[pruning],
                 mlflow_parent_run_id=self.parent_run_id,
                 mlflow_tags={
-                    "mlffbench.study": self.study_name, "mlffbench.trial": str(trial.number),
+                    "mlffbench.study": self.study_name,
+                    "mlffbench.trial": str(trial.number),
                     **{f"optuna.param.{k}": str(v) for k, v in values.items()},
                 },
             )
@@ -157,26 +168,27 @@ class TrialRunner:
             _tag_trial_run(trial, self.tracking_uri, {"optuna.state": "FAIL", "optuna.reason": str(exc)})
             raise
         except KeyboardInterrupt as exc:
-            sigterm = type(exc).__name__ == "Terminated"  # mlffbench.run_records.Terminated
+            sigterm = type(exc).__name__ == "Terminated"  # mlffbench.runs.record.Terminated
             reason = "terminated (SIGTERM)" if sigterm else "interrupted (Ctrl-C)"
             trial.set_user_attr(FAIL_REASON, reason)
-            tag_trial_runs(self.tracking_uri, self.study_name, trial.number, {"optuna.state": "FAIL", "optuna.reason": reason})
+            tag_trial_runs(
+                self.tracking_uri, self.study_name, trial.number, {"optuna.state": "FAIL", "optuna.reason": reason}
+            )
             raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             trial.set_user_attr(FAIL_REASON, reason)
-            tag_trial_runs(self.tracking_uri, self.study_name, trial.number, {"optuna.state": "FAIL", "optuna.reason": reason})
+            tag_trial_runs(
+                self.tracking_uri, self.study_name, trial.number, {"optuna.state": "FAIL", "optuna.reason": reason}
+            )
             raise
 
 
 def inference_us_per_atom_step(run_dir: Path, data_dir: Path | None, repeats: int = 5) -> float:
     """The speed objective: µs per atom per energy+forces evaluation of the trained model on
     one evaluation batch of held-out configurations (the bench protocol of
-    :mod:`mlffbench.timing`: warm-up excluded, median of ``repeats``)."""
+    :mod:`mlffbench.speed.timing`: warm-up excluded, median of ``repeats``)."""
     import numpy as np
-
-    from mlffbench import timing
-    from mlffbench.trained import TrainedModel
 
     handle = TrainedModel.from_run(run_dir, with_data=True, data_dir=data_dir)
     data = handle.require_data()
@@ -193,11 +205,10 @@ def _tag(run_dir: Path, tracking_uri: str | None, tags: dict[str, str]) -> None:
     """Tags on the trial's MLflow run (its id is in the run's config.json)."""
     if not tracking_uri:
         return
-    from mlffbench import runs
 
     try:
         run_id = runs.read_json(Path(run_dir) / runs.CONFIG).get("mlflow_run_id")
-    except Exception:
+    except Exception:  # noqa: BLE001 - no readable record: nothing to close
         return
     if run_id:
         import mlflow
@@ -215,7 +226,7 @@ def tag_trial_runs(tracking_uri: str | None, study_name: str, number: int, tags:
     try:
         import mlflow
 
-        from mlffbench.tracking import EXPERIMENT
+        from mlffbench.runs.tracking import EXPERIMENT
 
         client = mlflow.MlflowClient(tracking_uri)
         experiment = client.get_experiment_by_name(EXPERIMENT)

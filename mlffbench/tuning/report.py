@@ -7,9 +7,12 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from mlffbench import runs
+from mlffbench.runs import directory as runs
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 OBJECTIVE_NAMES = {"accuracy": "val force MAE (eV/Å)", "speed": "inference µs/atom/step"}
 # Training keys that only make trials cheap: left out of the best config (add them back with
@@ -36,7 +39,9 @@ def best_config(trial, runner) -> dict[str, Any]:
     for key in BUDGET_KEYS:
         train.pop(key, None)
     settings = runner.settings
-    objective = ", ".join(f"{OBJECTIVE_NAMES[o]} {v:.5g}" for o, v in zip(settings.objectives, trial.values, strict=True))
+    objective = ", ".join(
+        f"{OBJECTIVE_NAMES[o]} {v:.5g}" for o, v in zip(settings.objectives, trial.values, strict=True)
+    )
     budget = f"{settings.epochs} epoch(s)" if settings.epochs else "the default epochs"
     if settings.max_configs:
         budget += f" on the first {settings.max_configs} configurations"
@@ -123,10 +128,11 @@ def plots(study, settings, out_dir: Path) -> list[str]:
             warnings.simplefilter("ignore")  # experimental-API, importance-evaluator and layout notices
             try:
                 axes = draw()
-            except Exception:  # too few trials / no varying parameter
+            except Exception:  # noqa: BLE001 - too few trials / no varying parameter
                 plt.close("all")
                 continue
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            # optuna draws on a Figure of its own (never a SubFigure); an array of Axes has no .figure
+            figure = cast("Figure", axes.figure if hasattr(axes, "figure") else axes.flat[0].figure)  # type: ignore[attr-defined]
             figure.savefig(out_dir / name, dpi=110, bbox_inches="tight")
         plt.close(figure)
         written.append(str(out_dir / name))
@@ -148,7 +154,10 @@ def render(summary: dict[str, Any], console) -> None:
     if summary.get("stale_marked_failed"):
         console.print(f"marked failed (their worker stopped): trials {summary['stale_marked_failed']}", highlight=False)
     for row in summary["failures"]:
-        console.print(f"[yellow]trial {row['number']} failed:[/] {row['reason'] or 'worker stopped (no heartbeat)'}", highlight=False)
+        console.print(
+            f"[yellow]trial {row['number']} failed:[/] {row['reason'] or 'worker stopped (no heartbeat)'}",
+            highlight=False,
+        )
     if not summary["rows"]:
         console.print("no completed trial yet", highlight=False)
         return

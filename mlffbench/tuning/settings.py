@@ -66,7 +66,8 @@ class TuneSettings:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TuneSettings:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: (tuple(v) if k == "objectives" else v) for k, v in values.items() if k in known})
+        kwargs: dict[str, Any] = {k: (tuple(v) if k == "objectives" else v) for k, v in values.items() if k in known}
+        return cls(**kwargs)
 
 
 def default_reports_per_epoch(epochs: int | None) -> int:

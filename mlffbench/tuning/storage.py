@@ -15,10 +15,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlffbench import settings
 from mlffbench.errors import ConfigError
+from mlffbench.runs.record import host, pid_alive
+from mlffbench.tuning.objective import FAIL_REASON
 from mlffbench.tuning.settings import ATTR, TuneSettings, merge
 
 DEFAULT_DB = "optuna.db"
@@ -46,7 +48,7 @@ def open_storage(url: str, heartbeat: int):
     if heartbeat < 1:
         raise ConfigError(f"--heartbeat must be >= 1 second, got {heartbeat}")
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
@@ -62,7 +64,7 @@ def open_storage(url: str, heartbeat: int):
         except (ImportError, ArgumentError) as exc:  # a bad URL, an unknown dialect, a missing driver
             error = exc
             break
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             # workers that start together on an empty database race to create its tables
             # (the loser gets a unique-constraint violation); the tables exist on the next try
             error = exc
@@ -99,14 +101,12 @@ ADOPT_AFTER_S = 5.0
 
 
 def worker_name() -> str:
-    from mlffbench.run_records import host
 
     return f"{host()}:{os.getpid()}"
 
 
 def worker_gone(name: str) -> bool:
     """Whether the worker ``HOST:PID`` is a process of this host that no longer exists."""
-    from mlffbench.run_records import host, pid_alive
 
     worker_host, _, pid = str(name).rpartition(":")
     return worker_host == host() and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
@@ -158,8 +158,6 @@ def fail_killed_workers(study, grace_s: float) -> list[int]:
 
     import optuna
 
-    from mlffbench.tuning.objective import FAIL_REASON
-
     now, failed = _dt.datetime.now(), []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = str(trial.user_attrs.get(WORKER_ATTR, ""))
@@ -191,7 +189,9 @@ def make_pruner(settings: TuneSettings):
     return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=total or "auto", reduction_factor=3)
 
 
-def open_study(storage, name: str, given: TuneSettings | None, given_values: dict[str, Any], sampler, wait_s: float = 60.0):
+def open_study(
+    storage, name: str, given: TuneSettings | None, given_values: dict[str, Any], sampler, wait_s: float = 60.0
+):
     """Create study ``name`` or join it; returns ``(study, settings, created)``.
 
     Creation is decided by the database (one worker wins ``create_study``); a worker that
@@ -209,7 +209,7 @@ def open_study(storage, name: str, given: TuneSettings | None, given_values: dic
     if existing is None:
         if given is None:
             raise ConfigError(f"no study '{name}' in the storage; give MODEL and --dataset to start it")
-        directions = ["minimize"] * len(given.objectives)
+        directions: list[Literal["minimize", "maximize"]] = ["minimize"] * len(given.objectives)
         try:
             study = optuna.create_study(
                 storage=storage, study_name=name, directions=directions, sampler=sampler, pruner=make_pruner(given)
@@ -226,7 +226,9 @@ def open_study(storage, name: str, given: TuneSettings | None, given_values: dic
         if stored is not None:
             break
         creator = study.user_attrs.get(CREATOR_ATTR)
-        if given is not None and (worker_gone(creator) if creator else time.monotonic() - start > min(wait_s, ADOPT_AFTER_S)):
+        if given is not None and (
+            worker_gone(creator) if creator else time.monotonic() - start > min(wait_s, ADOPT_AFTER_S)
+        ):
             study.set_user_attr(CREATOR_ATTR, worker_name())
             study.set_user_attr(ATTR, given.to_dict())
             study.pruner = make_pruner(given)

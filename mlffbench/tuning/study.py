@@ -18,9 +18,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlffbench import settings
+from mlffbench.data.loading import load_dataset
+from mlffbench.data.user import resolve_card
 from mlffbench.errors import ConfigError
+from mlffbench.plugin.manager import get_registry
+from mlffbench.runs import record as run_records
+from mlffbench.runs.experiment import resolve_configs, stress_use
+from mlffbench.runs.record import ending
+from mlffbench.runs.tracking import default_tracking_uri, end_run, experiment_id_for, flatten
 from mlffbench.training.callbacks import StopKind, stop_kind
-from mlffbench.tuning.settings import DEFAULT_TRIAL_BUDGET_S, TRIAL_OVERHEAD_S, TuneSettings, default_reports_per_epoch, merge
+from mlffbench.training.config import TrainConfig
+from mlffbench.tuning import report
+from mlffbench.tuning.objective import FAIL_REASON, TrialDiverged, TrialRunner, tag_trial_runs
+from mlffbench.tuning.settings import (
+    DEFAULT_TRIAL_BUDGET_S,
+    TRIAL_OVERHEAD_S,
+    TuneSettings,
+    default_reports_per_epoch,
+    merge,
+)
+from mlffbench.tuning.storage import (
+    CREATOR_ATTR,
+    default_storage,
+    fail_killed_workers,
+    make_sampler,
+    naming_worker,
+    open_storage,
+    open_study,
+    quiet_optuna,
+    worker_gone,
+)
+from mlffbench.tuning.storage import _redact as redact
 
 PARENT_ATTR = "mlflow_parent_run_id"
 DATA_DIR_ATTR = "data_dir"
@@ -61,8 +90,6 @@ def _split_params(spec, params: dict[str, Any], train_params: dict[str, Any]):
     """``--param`` values → fixed search-space values or fixed model options; ``--train`` → training."""
     import dataclasses
 
-    from mlffbench.training.config import TrainConfig
-
     space = spec.search_space
     model_fields = {f.name for f in dataclasses.fields(spec.config_class)}
     dims, model = {}, {}
@@ -87,18 +114,32 @@ def _settings_from(options: TuneOptions, spec) -> tuple[TuneSettings | None, dic
     """The settings a new study would get, and the values the user gave explicitly."""
     dims, model, train = _split_params(spec, options.params, options.train_params) if spec else ({}, {}, {})
     given: dict[str, Any] = {
-        "model": options.model, "dataset": options.dataset, "objectives": options.objectives,
-        "epochs": options.epochs, "trial_timeout": options.trial_timeout, "max_configs": options.max_configs,
-        "reports_per_epoch": options.reports_per_epoch, "pruner": options.pruner,
-        "fixed_dims": dims or None, "fixed_model": model or None, "fixed_train": train or None,
+        "model": options.model,
+        "dataset": options.dataset,
+        "objectives": options.objectives,
+        "epochs": options.epochs,
+        "trial_timeout": options.trial_timeout,
+        "max_configs": options.max_configs,
+        "reports_per_epoch": options.reports_per_epoch,
+        "pruner": options.pruner,
+        "fixed_dims": dims or None,
+        "fixed_model": model or None,
+        "fixed_train": train or None,
     }
     if not options.model or not options.dataset:
         return None, given
     settings = TuneSettings(
-        model=options.model, dataset=options.dataset, objectives=options.objectives or ("accuracy",),
-        epochs=options.epochs, trial_timeout=_trial_budget(options), max_configs=options.max_configs or 0,
+        model=options.model,
+        dataset=options.dataset,
+        objectives=options.objectives or ("accuracy",),
+        epochs=options.epochs,
+        trial_timeout=_trial_budget(options),
+        max_configs=options.max_configs or 0,
         reports_per_epoch=options.reports_per_epoch or default_reports_per_epoch(options.epochs),
-        pruner=options.pruner or "median", fixed_dims=dims, fixed_model=model, fixed_train=train,
+        pruner=options.pruner or "median",
+        fixed_dims=dims,
+        fixed_model=model,
+        fixed_train=train,
     )
     return settings, given
 
@@ -109,7 +150,8 @@ def _budget_text(settings: TuneSettings, options: TuneOptions, n_trials: int) ->
         default = options.trial_timeout is None and options.epochs is None and options.study is None
         return (
             f"budget per trial: {settings.trial_timeout:g} s of training (compilation and validation excluded"
-            + ("; the default, --epochs or --trial-timeout to change" if default else "") + f"); {n_trials} trials "
+            + ("; the default, --epochs or --trial-timeout to change" if default else "")
+            + f"); {n_trials} trials "
             f"take at most about {n_trials * (settings.trial_timeout + TRIAL_OVERHEAD_S) / 60:.0f} min with "
             f"compilation and evaluation, less with the {settings.pruner} pruner"
         )
@@ -138,8 +180,6 @@ def _trial_budget(options: TuneOptions) -> float:
 def _validate(runner, card) -> None:
     """The data must load and the fixed values must give valid configs: checked once, before
     any trial runs (configs on the lower end of every free dimension)."""
-    from mlffbench.datasets.loading import load_dataset
-    from mlffbench.experiment import resolve_configs, stress_use
 
     ds = load_dataset(card, data_dir=runner.data_dir, download=runner.download)
 
@@ -186,10 +226,12 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own line per trial says what happened
     say = log or (lambda text: None)
     worker = _open_worker(options)
-    say(f"study '{worker.name}' ({'created' if worker.created else 'joined'}) in {_redact(worker.storage_url)}: "
+    say(
+        f"study '{worker.name}' ({'created' if worker.created else 'joined'}) in {_redact(worker.storage_url)}: "
         f"{worker.spec.name} on {worker.settings.dataset}, objective {','.join(worker.settings.objectives)}, "
         f"{len(worker.study.trials)} trials so far"
-        + (f"; trials {worker.stale} of stopped workers marked failed" if worker.stale else ""))
+        + (f"; trials {worker.stale} of stopped workers marked failed" if worker.stale else "")
+    )
     _start_tracking(worker, options)
     try:
         _run_trials(worker, options, say)
@@ -205,9 +247,6 @@ def tune(options: TuneOptions, log=None) -> dict[str, Any]:
 def _plan(options: TuneOptions) -> tuple[Any, TuneSettings | None, dict[str, Any], str]:
     """(the model's spec or None, the settings a new study would get, the values given, the
     study's name), checked before the study exists: a bad value must not leave a study behind."""
-    from mlffbench.datasets.user import resolve_card
-    from mlffbench.plugins import get_registry
-    from mlffbench.tuning.objective import TrialRunner
 
     if options.trials < 0 or options.study_trials < 0:
         raise ConfigError("--trials and --study-trials must be >= 0")
@@ -220,8 +259,14 @@ def _plan(options: TuneOptions) -> tuple[Any, TuneSettings | None, dict[str, Any
         raise ConfigError("give MODEL and --dataset to start a study, or --study NAME to resume one")
     name = options.study or f"{options.model}-{dataset_name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if new_settings is not None:
-        probe = TrialRunner(spec=spec, settings=new_settings, study_name=name, runs_dir=Path(options.runs_dir),
-                            data_dir=options.data_dir, download=options.download)
+        probe = TrialRunner(
+            spec=spec,
+            settings=new_settings,
+            study_name=name,
+            runs_dir=Path(options.runs_dir),
+            data_dir=options.data_dir,
+            download=options.download,
+        )
         _validate(probe, resolve_card(new_settings.dataset))
     return spec, new_settings, given, name
 
@@ -230,19 +275,6 @@ def _open_worker(options: TuneOptions) -> _Worker:
     """Create or join the study and make this worker's trial runner; the trials of stopped
     workers (heartbeat expired, or process gone on this host) are marked failed first."""
     import optuna
-
-    from mlffbench.datasets.user import resolve_card
-    from mlffbench.plugins import get_registry
-    from mlffbench.tuning.objective import TrialRunner
-    from mlffbench.tuning.storage import (
-        default_storage,
-        fail_killed_workers,
-        make_sampler,
-        naming_worker,
-        open_storage,
-        open_study,
-        quiet_optuna,
-    )
 
     spec, new_settings, given, name = _plan(options)
     runs_dir = Path(options.runs_dir)
@@ -257,33 +289,49 @@ def _open_worker(options: TuneOptions) -> _Worker:
         before = {t.number for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING}
         if options.model is None and (options.params or options.train_params):
             dims, model, train = _split_params(spec, options.params, options.train_params)
-            merge(settings, {"fixed_dims": dims or None, "fixed_model": model or None, "fixed_train": train or None}, name)
+            merge(
+                settings, {"fixed_dims": dims or None, "fixed_model": model or None, "fixed_train": train or None}, name
+            )
         runner = TrialRunner(
-            spec=spec, settings=settings, study_name=name, runs_dir=runs_dir / f"tune-{name}",
-            data_dir=_data_dir(study, options.data_dir, created), download=options.download,
+            spec=spec,
+            settings=settings,
+            study_name=name,
+            runs_dir=runs_dir / f"tune-{name}",
+            data_dir=_data_dir(study, options.data_dir, created),
+            download=options.download,
         )
         if new_settings is None:
             _validate(runner, resolve_card(settings.dataset))
         fail_killed_workers(study, grace_s=2 * options.heartbeat)  # first: at once, and with the reason
         optuna.storages.fail_stale_trials(study)
-        stale = [t.number for t in study.get_trials(deepcopy=False) if t.number in before and t.state == optuna.trial.TrialState.FAIL]
-    return _Worker(name=name, storage_url=storage_url, study=study, settings=settings, spec=spec, runner=runner,
-                   created=created, stale=stale)
+        stale = [
+            t.number
+            for t in study.get_trials(deepcopy=False)
+            if t.number in before and t.state == optuna.trial.TrialState.FAIL
+        ]
+    return _Worker(
+        name=name,
+        storage_url=storage_url,
+        study=study,
+        settings=settings,
+        spec=spec,
+        runner=runner,
+        created=created,
+        stale=stale,
+    )
 
 
 def _start_tracking(worker: _Worker, options: TuneOptions) -> None:
     """The study's MLflow run (trials nest under it), and the records of the stopped workers'
     trials settled: their MLflow runs tagged FAIL, their run directories (stale: the process
     is gone) marked failed with their MLflow runs FAILED."""
-    from mlffbench import run_records
-    from mlffbench.tuning.objective import FAIL_REASON, tag_trial_runs
 
     if options.tracking:
-        from mlffbench.tracking import default_tracking_uri
-
         runs_dir = Path(options.runs_dir)
         worker.tracking_uri = options.tracking_uri or default_tracking_uri(runs_dir)
-        worker.parent = _parent_run(worker.study, worker.name, worker.settings, worker.tracking_uri, runs_dir, worker.created)
+        worker.parent = _parent_run(
+            worker.study, worker.name, worker.settings, worker.tracking_uri, runs_dir, worker.created
+        )
         worker.runner.tracking_uri, worker.runner.parent_run_id = worker.tracking_uri, worker.parent
     for number in worker.stale:
         reason = worker.study.trials[number].user_attrs.get(FAIL_REASON) or "its worker stopped (heartbeat expired)"
@@ -291,16 +339,14 @@ def _start_tracking(worker: _Worker, options: TuneOptions) -> None:
     trial_runs = Path(worker.runner.runs_dir)
     for run_dir in sorted(trial_runs.iterdir()) if trial_runs.is_dir() else []:
         if run_records.is_run_dir(run_dir):
-            run_records.settle_stale(run_dir, "its tune worker was killed; the trial ended FAIL",
-                                     tags={"optuna.state": "FAIL"})
+            run_records.settle_stale(
+                run_dir, "its tune worker was killed; the trial ended FAIL", tags={"optuna.state": "FAIL"}
+            )
 
 
 def _run_trials(worker: _Worker, options: TuneOptions, say) -> None:
     """This worker's share of the trials (``--trials``, capped by ``--study-trials``), one line each."""
     import optuna
-
-    from mlffbench.tuning.objective import TrialDiverged
-    from mlffbench.tuning.storage import quiet_optuna
 
     study = worker.study
     progress = {"done": 0, "start": time.monotonic(), "planned": 0}
@@ -309,7 +355,11 @@ def _run_trials(worker: _Worker, options: TuneOptions, say) -> None:
     if options.study_trials:
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         done = sum(1 for t in study.get_trials(deepcopy=False, states=states))
-        n_trials = max(0, min(n_trials, options.study_trials - done)) if options.trials else max(0, options.study_trials - done)
+        n_trials = (
+            max(0, min(n_trials, options.study_trials - done))
+            if options.trials
+            else max(0, options.study_trials - done)
+        )
         callbacks.append(optuna.study.MaxTrialsCallback(options.study_trials, states=states))
     progress["planned"] = n_trials
     say(_budget_text(worker.settings, options, n_trials))
@@ -322,7 +372,6 @@ def _run_trials(worker: _Worker, options: TuneOptions, say) -> None:
 def _after_trial(say, progress: dict[str, Any]):
     """The callback after each trial: its line (state, values, reason, progress); the study
     stops after MAX_CONSECUTIVE_ERRORS trials in a row failed with errors (not divergence)."""
-    from mlffbench.tuning.objective import FAIL_REASON
 
     errors = {"consecutive": 0}
 
@@ -333,8 +382,12 @@ def _after_trial(say, progress: dict[str, Any]):
         reason = trial.user_attrs.get(FAIL_REASON) or trial.user_attrs.get("pruned_reason", "")
         shown = ", ".join(f"{v:.5g}" for v in value) if value else ""
         progress["done"] += 1
-        say(f"trial {trial.number}: {state}" + (f" {shown}" if shown else "") + (f" — {reason}" if reason else "")
-            + f" [{_progress_text(progress)}]")
+        say(
+            f"trial {trial.number}: {state}"
+            + (f" {shown}" if shown else "")
+            + (f" — {reason}" if reason else "")
+            + f" [{_progress_text(progress)}]"
+        )
         if state == "FAIL" and stop_kind(str(reason)) is not StopKind.DIVERGED:  # an error, not a diverged trial
             errors["consecutive"] += 1
             if errors["consecutive"] >= MAX_CONSECUTIVE_ERRORS:
@@ -349,8 +402,6 @@ def _after_trial(say, progress: dict[str, Any]):
 def _summarize(worker: _Worker, options: TuneOptions) -> dict[str, Any]:
     """The study summary (:func:`mlffbench.tuning.report.summarize`: best trials, best config
     and plots under ``--out``, default RUNS_DIR/tune-STUDY)."""
-    from mlffbench.tuning import report
-    from mlffbench.tuning.storage import quiet_optuna
 
     out_dir = Path(options.out_dir) if options.out_dir else Path(options.runs_dir) / f"tune-{worker.name}"
     with quiet_optuna():
@@ -365,9 +416,6 @@ def _end_parent(worker: _Worker, exc: BaseException) -> None:
         return
     import mlflow
 
-    from mlffbench.run_records import ending
-    from mlffbench.tracking import end_run
-
     _, status, reason = ending(exc)
     with contextlib.suppress(Exception):  # the store's own failure must not hide the first error
         end_run(mlflow.MlflowClient(worker.tracking_uri), worker.parent, status, reason)
@@ -376,7 +424,6 @@ def _end_parent(worker: _Worker, exc: BaseException) -> None:
 def _data_dir(study, given: Path | None, created: bool) -> Path | None:
     """``--data-dir``; when left out on resuming, the creator's one if it exists here (and no
     data folder is configured: $MLFFBENCH_DATA_DIR or a settings file)."""
-    from mlffbench import settings
 
     if given is not None:
         if created:
@@ -401,7 +448,6 @@ def _release_memory() -> None:
 
 
 def _redact(url: str) -> str:
-    from mlffbench.tuning.storage import _redact as redact
 
     return redact(url)
 
@@ -416,9 +462,6 @@ def _parent_run(study, name: str, settings: TuneSettings, tracking_uri: str, run
     one when the creator is gone without making it); trials nest under it. Another RUNNING
     run of the study (its maker killed before recording it in the study) ends KILLED."""
     import mlflow
-
-    from mlffbench.tracking import experiment_id_for, flatten
-    from mlffbench.tuning.storage import CREATOR_ATTR, worker_gone
 
     _silence_libraries()
     client = mlflow.MlflowClient(tracking_uri)
@@ -446,7 +489,6 @@ def _parent_run(study, name: str, settings: TuneSettings, tracking_uri: str, run
 
 
 def _end_orphans(client, experiment_id: str, name: str, run_id: str) -> None:
-    from mlffbench.tracking import end_run
 
     query = f"tags.`mlffbench.study` = '{name}' and tags.`mlffbench.role` = 'study' and attributes.status = 'RUNNING'"
     for run in client.search_runs([experiment_id], filter_string=query, max_results=100):

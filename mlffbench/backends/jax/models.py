@@ -19,8 +19,8 @@ import numpy as np
 
 from mlffbench.backends.jax.potential import EdgeGraph
 from mlffbench.backends.jax.precision import float_dtype
+from mlffbench.data.stats import ModelStats
 from mlffbench.errors import ConfigError
-from mlffbench.stats import ModelStats
 
 
 def param_dtype(config):

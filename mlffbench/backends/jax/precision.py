@@ -36,7 +36,7 @@ def float64_scope(dtype: str | bool | None = True) -> Iterator[None]:
 
 def x64_enabled() -> bool:
     """Whether 64-bit JAX is on here (in this scope)."""
-    return bool(jax.config.jax_enable_x64)
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]  # flag attribute unknown to jax's stubs
 
 
 def float_dtype() -> type:

@@ -14,7 +14,7 @@ import pytest
 
 from mlffbench.backends.jax.precision import float64_scope, float_dtype
 from mlffbench.backends.jax.trainer import to_device
-from mlffbench.stats import SpeciesStats
+from mlffbench.data.stats import SpeciesStats
 from mlffbench.testing import EAN_SPECIES, ean_config, graph_batch
 
 

@@ -14,20 +14,19 @@ import numpy as np
 import optax
 from flax import serialization
 
+from mlffbench.backends.base import Backend
 from mlffbench.backends.jax.losses import pointwise
 from mlffbench.backends.jax.potential import Batch, Potential
 from mlffbench.backends.jax.precision import float64_scope
 from mlffbench.errors import RunError
 from mlffbench.graph.batching import split_batch
-from mlffbench.training.backend import Backend
 from mlffbench.training.config import TrainConfig
-
 
 _COMPILATIONS = [0]
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # one per XLA compilation
 
 
-def _on_event(event: str, duration: float, **kwargs) -> None:
+def _on_event(event: str, duration_secs: float, **kwargs: str | int) -> None:
     if event == _COMPILE_EVENT:
         _COMPILATIONS[0] += 1
 
@@ -138,7 +137,11 @@ class JaxBackend(Backend[TrainState]):
 
     def state_to_bytes(self, state: TrainState) -> bytes:
         return serialization.msgpack_serialize(
-            {"format": STATE_FORMAT, "state": serialization.to_state_dict(state), "output_scale": float(self.potential.output_scale)}
+            {
+                "format": STATE_FORMAT,
+                "state": serialization.to_state_dict(state),
+                "output_scale": float(self.potential.output_scale),
+            }
         )
 
     @staticmethod
@@ -164,9 +167,15 @@ class JaxBackend(Backend[TrainState]):
             self.potential.output_scale = scale
         restored = serialization.from_state_dict(template, state)
 
-        def in_dtype(x):  # a state saved in another precision (a float32 run checked in float64), as the torch backend does
+        def in_dtype(
+            x,
+        ):  # a state saved in another precision (a float32 run checked in float64), as the torch backend does
             dtype = getattr(x, "dtype", None)
-            return x.astype(self.dtype) if dtype is not None and np.issubdtype(dtype, np.floating) and dtype != self.dtype else x
+            return (
+                x.astype(self.dtype)
+                if dtype is not None and np.issubdtype(dtype, np.floating) and dtype != self.dtype
+                else x
+            )
 
         return jax.tree_util.tree_map(in_dtype, restored)
 
@@ -185,7 +194,7 @@ class JaxBackend(Backend[TrainState]):
         else:
             energies, forces = self.potential.energy_and_forces(params, batch)
         graphs = batch.graph_mask.astype(energies.dtype)
-        total = 0.0
+        total: float | jax.Array = 0.0
         if cfg.force_weight > 0:
             per_comp = pointwise(cfg.loss, batch.forces - forces, cfg.log_cosh_p)
             per_atom = per_comp.sum(axis=1) * batch.atom_mask
@@ -239,15 +248,15 @@ class JaxBackend(Backend[TrainState]):
 
     @_scoped
     def train_step(self, state: TrainState, batch, lr: float):
-        lr = jnp.asarray(lr, self.dtype)
+        lr_j = jnp.asarray(lr, self.dtype)
         size = self.config.micro_batch_size
         n_real = int(np.asarray(batch.graph_mask).sum())
         stress = self.config.stress_weight > 0
         if not size or n_real <= size:
             dev = to_device(batch, self.dtype)
             targets = stress_targets(batch, self.dtype) if stress else None
-            step = self._compiled(self._train, self._train_step, self._shape_key(dev), state, dev, lr, targets)
-            return step(state, dev, lr, targets)
+            step = self._compiled(self._train, self._train_step, self._shape_key(dev), state, dev, lr_j, targets)
+            return step(state, dev, lr_j, targets)
         # gradient passes over parts of the batch, summed, then the batch's one update
         scale = jnp.asarray(1.0 / n_real, self.dtype)
         loss = jnp.zeros((), self.dtype)
@@ -256,8 +265,8 @@ class JaxBackend(Backend[TrainState]):
             dev = to_device(part, self.dtype)
             args = (state.params, dev, scale, loss, grads, stress_targets(part, self.dtype) if stress else None)
             loss, grads = self._compiled(self._train, self._accumulate, ("part", *self._shape_key(dev)), *args)(*args)
-        apply = self._compiled(self._train, self._apply, ("apply",), state, grads, lr)
-        return apply(state, grads, lr), loss
+        apply = self._compiled(self._train, self._apply, ("apply",), state, grads, lr_j)
+        return apply(state, grads, lr_j), loss
 
     def loss_value(self, loss) -> float:
         return float(jax.block_until_ready(loss))
@@ -272,7 +281,9 @@ class JaxBackend(Backend[TrainState]):
     @_scoped
     def predict_with_stress(self, state: TrainState, batch):
         dev = to_device(batch, self.dtype)
-        fn = self._compiled(self._predict, self.potential.energy_forces_stress, ("stress", *self._shape_key(dev)), state.params, dev)
+        fn = self._compiled(
+            self._predict, self.potential.energy_forces_stress, ("stress", *self._shape_key(dev)), state.params, dev
+        )
         energy, forces, stress = jax.block_until_ready(fn(state.params, dev))
         return np.asarray(energy, np.float64), np.asarray(forces, np.float64), np.asarray(stress, np.float64)
 

@@ -19,7 +19,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from mlffbench import elements
+from mlffbench.data import elements
 from mlffbench.errors import ConfigError, DataError
 
 PREFIX = "params/"

@@ -16,7 +16,7 @@ from mlffbench.training.config import TrainConfig
 
 
 class OptState(NamedTuple):
-    count: int
+    count: int  # type: ignore[assignment]  # field named like tuple.count (mypy rejects the shadowing)
     mu: dict[str, torch.Tensor]
     nu: dict[str, torch.Tensor]
 

@@ -26,11 +26,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from mlffbench.backends.base import Backend
 from mlffbench.backends.torch.losses import pointwise
 from mlffbench.backends.torch.optim import Optimizer, OptState
 from mlffbench.backends.torch.potential import Batch, Potential, to_device
 from mlffbench.errors import ConfigError, RunError
-from mlffbench.training.backend import Backend
 from mlffbench.training.config import TrainConfig
 
 DEVICE_ENV = "MLFFBENCH_TORCH_DEVICE"
@@ -85,8 +85,9 @@ def _initial_rng(seed: int) -> torch.Tensor:
 
 def _reset_parameters(module: torch.nn.Module) -> None:
     """The module's own initialisation (its ``reset_parameters``, else its children's)."""
-    if callable(getattr(module, "reset_parameters", None)):
-        module.reset_parameters()
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
         return
     for child in module.children():
         _reset_parameters(child)
@@ -96,8 +97,9 @@ class TorchBackend(Backend[TorchState]):
     name = "torch"
     potential: Potential
 
-    def __init__(self, potential: Potential, train_config: TrainConfig, force_rms: float = 1.0,
-                 device: str | None = None) -> None:
+    def __init__(
+        self, potential: Potential, train_config: TrainConfig, force_rms: float = 1.0, device: str | None = None
+    ) -> None:
         if not isinstance(potential, Potential):
             raise ConfigError(
                 f"the torch backend needs a mlffbench.backends.torch.potential.Potential, got {type(potential).__name__}"
@@ -146,12 +148,16 @@ class TorchBackend(Backend[TorchState]):
         given = set(params)
         if given != names:
             missing, extra = sorted(names - given), sorted(given - names)
-            raise ConfigError(f"imported weights do not fit the model (missing: {missing[:3]}, unexpected: {extra[:3]})")
+            raise ConfigError(
+                f"imported weights do not fit the model (missing: {missing[:3]}, unexpected: {extra[:3]})"
+            )
         new = {}
         for name, old in state.params.items():
             value = torch.as_tensor(np.asarray(params[name]) if not torch.is_tensor(params[name]) else params[name])
             if tuple(value.shape) != tuple(old.shape):
-                raise ConfigError(f"imported weight '{name}' has shape {tuple(value.shape)}, the model needs {tuple(old.shape)}")
+                raise ConfigError(
+                    f"imported weight '{name}' has shape {tuple(value.shape)}, the model needs {tuple(old.shape)}"
+                )
             new[name] = value.detach().to(device=self.device, dtype=self.dtype).clone().requires_grad_(True)
         return TorchState(new, self.optimizer.init(new), state.step, state.rng)
 
@@ -201,7 +207,9 @@ class TorchBackend(Backend[TorchState]):
         opt = blob["opt"]
         return TorchState(
             {k: dev(params[k], grad=True) for k in template.params},
-            OptState(int(opt["count"]), {k: dev(v) for k, v in opt["mu"].items()}, {k: dev(v) for k, v in opt["nu"].items()}),
+            OptState(
+                int(opt["count"]), {k: dev(v) for k, v in opt["mu"].items()}, {k: dev(v) for k, v in opt["nu"].items()}
+            ),
             int(blob["step"]),
             blob["rng"].to(torch.uint8),
         )
@@ -236,14 +244,18 @@ class TorchBackend(Backend[TorchState]):
             volume = torch.linalg.det(batch.cell).abs()
             dv = (ref - stress) * (volume / batch.n_atoms)[:, None, None]
             per_graph = pointwise(cfg.loss, dv, cfg.energy_log_cosh_p).reshape(dv.shape[0], 9).mean(dim=1)
-            total = total + cfg.stress_weight * (per_graph * (mask & batch.graph_mask).to(per_graph.dtype)).sum() / n_real
+            total = (
+                total + cfg.stress_weight * (per_graph * (mask & batch.graph_mask).to(per_graph.dtype)).sum() / n_real
+            )
         return total
 
     def _stress_targets(self, batch):
         if self.config.stress_weight <= 0:
             return None
-        return (torch.as_tensor(np.asarray(batch.stress), dtype=self.dtype, device=self.device),
-                torch.as_tensor(np.asarray(batch.stress_mask), dtype=torch.bool, device=self.device))
+        return (
+            torch.as_tensor(np.asarray(batch.stress), dtype=self.dtype, device=self.device),
+            torch.as_tensor(np.asarray(batch.stress_mask), dtype=torch.bool, device=self.device),
+        )
 
     def train_step(self, state: TorchState, batch, lr: float):
         dev = self.to_device(batch)
@@ -251,8 +263,10 @@ class TorchBackend(Backend[TorchState]):
         self.potential.module.train()
         with rng_scope(state.rng, self.device) as rng_after:
             loss = self._loss(state.params, dev, self._stress_targets(batch))
-            grads = torch.autograd.grad(loss, [state.params[k] for k in names], allow_unused=True)
-        grads = {k: (torch.zeros_like(state.params[k]) if g is None else g) for k, g in zip(names, grads, strict=True)}
+            raw_grads = torch.autograd.grad(loss, [state.params[k] for k in names], allow_unused=True)
+        grads = {
+            k: (torch.zeros_like(state.params[k]) if g is None else g) for k, g in zip(names, raw_grads, strict=True)
+        }
         params, opt = self.optimizer.step(state.params, grads, state.opt, float(lr))
         return TorchState(params, opt, state.step + 1, rng_after[0]), loss.detach()
 

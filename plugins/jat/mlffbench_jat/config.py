@@ -6,19 +6,30 @@ training from scratch differ from the thesis settings: docs/models/jat.md §12.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlffbench.model_config import Flag, Integer, Length, ModelConfig, OneOf, PositiveInts, option
-from mlffbench.search_space import Categorical, Float, Int, SearchSpace
+from mlffbench.plugin.config import Flag, Integer, Length, ModelConfig, OneOf, PositiveInts, option
+from mlffbench.plugin.search_space import Categorical, Float, Int, SearchSpace
 
 ENVELOPES = ("none", "cosine")
 DTYPES = ("float32", "float64")
 
 
 # checked in this order (the first bad value is the one reported)
-_ORDER = ("layer_dims", "readout_dims", "n_head", "embed_d", "cutoff", "edge_basis", "edge_feature_float32",
-          "species_energy_shift", "cutoff_envelope", "dtype")
+_ORDER = (
+    "layer_dims",
+    "readout_dims",
+    "n_head",
+    "embed_d",
+    "cutoff",
+    "edge_basis",
+    "edge_feature_float32",
+    "species_energy_shift",
+    "cutoff_envelope",
+    "dtype",
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ ANI1_TRAIN = {
 
 # Defaults for training from scratch (see the module docstring): deviations from the thesis.
 MODEL_DEFAULTS = {"edge_basis": 16, "species_energy_shift": True}
-TRAIN_DEFAULTS = {
+TRAIN_DEFAULTS: dict[str, Any] = {
     "epochs": 40,
     "batch_size": 2,
     "eval_batch_size": 16,
@@ -96,7 +107,7 @@ PRESETS = {
 }
 
 
-def _derive(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _derive(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     width = int(values["width"])
     model = {
         "layer_dims": (width,) * int(values["n_layers"]),

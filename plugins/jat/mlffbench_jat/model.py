@@ -16,7 +16,7 @@ from flax import linen as nn
 from mlffbench.backends.jax.models import init_params, make_module, param_shapes, reference_energies  # noqa: F401
 from mlffbench.backends.jax.models import param_dtype as _param_dtype
 from mlffbench.backends.jax.potential import EdgeGraph, Potential
-from mlffbench.stats import ModelStats
+from mlffbench.data.stats import ModelStats
 from mlffbench_jat.config import JatConfig
 
 LAYERNORM_EPS = 1e-6
@@ -172,7 +172,18 @@ class JatCore(nn.Module):
                 last=t == n_layers - 1,
                 param_dtype=self.param_dtype,
                 name=f"jat_layers_{t}",
-            )(h, feat, basis, valid, weight, senders, receivers, atom_mask, sorted_receivers, species if t == 0 else None)
+            )(
+                h,
+                feat,
+                basis,
+                valid,
+                weight,
+                senders,
+                receivers,
+                atom_mask,
+                sorted_receivers,
+                species if t == 0 else None,
+            )
         x = h.reshape(h.shape[0], -1)  # (N, H·D)
         for i, width in enumerate(self.readout_dims):
             x = nn.Dense(width, use_bias=False, param_dtype=self.param_dtype, name=f"Dense_{i}")(x)
@@ -232,7 +243,15 @@ class JatModel(nn.Module):
             param_dtype=pdt,
             name="core_model",
         )(
-            h, feat, basis, valid, weight, graph.senders, graph.receivers, graph.atom_mask, self.sorted_receivers,
+            h,
+            feat,
+            basis,
+            valid,
+            weight,
+            graph.senders,
+            graph.receivers,
+            graph.atom_mask,
+            self.sorted_receivers,
             (species, table),
         )
         e = nn.Dense(1, param_dtype=pdt, name="denormalizer")(s)  # e_i = a·s_i + b, one map for all

@@ -1,7 +1,7 @@
 """Entry point of the JAT plugin: registers the ``jat`` model spec (JAX backend)."""
 
 from mlffbench import hookimpl
-from mlffbench.registry import ModelSpec
+from mlffbench.plugin.registry import ModelSpec
 from mlffbench_jat.config import MODEL_DEFAULTS, PRESETS, TRAIN_DEFAULTS, JatConfig, search_space
 
 DESCRIPTION = (

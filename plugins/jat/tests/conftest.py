@@ -15,8 +15,14 @@ import pytest
 from mlffbench.backends.jax import testing as jax_testing
 from mlffbench.backends.jax.precision import x64_enabled
 from mlffbench.backends.jax.testing import x64  # noqa: F401  (a fixture)
-from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, load_reference_values, reference_dir
-from mlffbench.testing import require_reference_file
+from mlffbench.testing import (
+    EAN_SPECIES,
+    data_dir,
+    dataset_loader,
+    load_reference_values,
+    reference_dir,
+    require_reference_file,
+)
 from mlffbench_jat.config import JatConfig
 from mlffbench_jat.model import build
 from mlffbench_jat.weights import load_weights

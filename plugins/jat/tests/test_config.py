@@ -10,9 +10,9 @@ import optuna
 import pytest
 
 from mlffbench.backends.jax.potential import Potential
+from mlffbench.data.stats import compute_stats
 from mlffbench.errors import ConfigError
-from mlffbench.plugins import get_registry
-from mlffbench.stats import compute_stats
+from mlffbench.plugin.manager import get_registry
 from mlffbench.training.config import TrainConfig
 from mlffbench_jat.config import EAN_MODEL, EAN_TRAIN, JatConfig, search_space
 
@@ -99,8 +99,16 @@ def test_search_space_gives_valid_configs():
         study.tell(trial, 0.0)
     assert len(seen) > 5
     fixed = optuna.trial.FixedTrial(
-        {"n_layers": 7, "width": 48, "n_head": 1, "cutoff": 5.0, "readout": "64:32:16:16", "cutoff_envelope": "none",
-         "edge_basis": 0, "lr_max": 4e-3}
+        {
+            "n_layers": 7,
+            "width": 48,
+            "n_head": 1,
+            "cutoff": 5.0,
+            "readout": "64:32:16:16",
+            "cutoff_envelope": "none",
+            "edge_basis": 0,
+            "lr_max": 4e-3,
+        }
     )
     assert JatConfig(**search_space(fixed)) == JatConfig()
     _, train = search_space.overrides(search_space.sample(fixed))
@@ -110,7 +118,7 @@ def test_search_space_gives_valid_configs():
 def test_released_weights_get_the_published_architecture():
     """Training from scratch uses the plugin's model defaults (edge basis, energy shift);
     with --init-from the released (thesis) architecture is built instead."""
-    from mlffbench.experiment import resolve_configs
+    from mlffbench.runs.experiment import resolve_configs
 
     registry = get_registry()
     spec, card = registry.model("jat"), registry.dataset("ean")

@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import pytest
 
-from mlffbench.conformance import CHECK_NAMES, REPORTED, plugin_model, require
+from mlffbench.tasks.conformance import CHECK_NAMES, REPORTED, plugin_model, require
 from mlffbench_jat.config import JatConfig
 
-EDGE_BASIS_CHECKS = ("translation", "rotation", "permutation", "periodic images", "forces", "stress", "cutoff smoothness")
+EDGE_BASIS_CHECKS = (
+    "translation",
+    "rotation",
+    "permutation",
+    "periodic images",
+    "forces",
+    "stress",
+    "cutoff smoothness",
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +45,9 @@ def edge_basis_report(conformance, weights_path):
     """The released weights plus random edge-basis kernels (the default for training)."""
     import numpy as np
 
-    from mlffbench.conformance import model_under_test
-    from mlffbench.plugins import get_registry
-    from mlffbench.trained import TrainedModel
+    from mlffbench.plugin.manager import get_registry
+    from mlffbench.runs.trained import TrainedModel
+    from mlffbench.tasks.conformance import model_under_test
     from mlffbench.training.config import TrainConfig
     from mlffbench_jat.weights import load_weights
 
@@ -52,7 +60,9 @@ def edge_basis_report(conformance, weights_path):
         if name.startswith("jat_layers")
     }
     params = {**params, "core_model": {**params["core_model"], **layers}}
-    model = TrainedModel.fresh(get_registry().model("jat"), config, (1, 6, 7, 8), train_config=TrainConfig(dtype="float64"), params=params)
+    model = TrainedModel.fresh(
+        get_registry().model("jat"), config, (1, 6, 7, 8), train_config=TrainConfig(dtype="float64"), params=params
+    )
     return conformance.run(model_under_test(model), only=EDGE_BASIS_CHECKS)
 
 

@@ -7,9 +7,9 @@ import jax
 import numpy as np
 
 from mlffbench.backends.jax.trainer import JaxBackend
+from mlffbench.data.stats import compute_stats
 from mlffbench.graph.batching import GraphBatcher
 from mlffbench.graph.neighbors import compute_neighbors
-from mlffbench.stats import compute_stats
 from mlffbench.training.config import TrainConfig
 from mlffbench_jat.config import JatConfig
 from mlffbench_jat.model import build
@@ -28,11 +28,15 @@ def test_micro_batches_give_the_whole_batch_step(ean):
         state = backend.init(0, batch)
         new, loss = backend.train_step(state, batch, 1e-3)
         results.append((backend, state, new, float(loss)))
-    (full, state0, step_full, loss_full), (micro, _, step_micro, loss_micro) = results
+    (_full, state0, step_full, loss_full), (micro, _, step_micro, loss_micro) = results
     assert len(micro._train) == 2 + 1  # parts of 2, 2 and 1 configurations (two shapes) + the update
     assert abs(loss_micro - loss_full) < 1e-5 * abs(loss_full)
-    moved = jax.tree_util.tree_map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(), step_full.params, state0.params)
+    moved = jax.tree_util.tree_map(
+        lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(), step_full.params, state0.params
+    )
     assert max(jax.tree_util.tree_leaves(moved)) > 1e-4  # the step did move the parameters
-    diff = jax.tree_util.tree_map(lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(), step_full.params, step_micro.params)
+    diff = jax.tree_util.tree_map(
+        lambda a, b: np.abs(np.asarray(a) - np.asarray(b)).max(), step_full.params, step_micro.params
+    )
     assert max(jax.tree_util.tree_leaves(diff)) < 1e-7
     assert int(step_micro.step) == int(step_full.step) == 1

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mlffbench.backends.jax.potential import EdgeGraph
+from mlffbench.data.stats import SpeciesStats, compute_stats
 from mlffbench.errors import ConfigError
 from mlffbench.graph.neighbors import neighbor_list
-from mlffbench.stats import SpeciesStats, compute_stats
 from mlffbench_jat.config import ANI1_MODEL, JatConfig
 from mlffbench_jat.model import build, init_params, make_model, param_shapes
 

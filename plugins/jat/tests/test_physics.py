@@ -44,7 +44,10 @@ def _edge_basis_evaluator(evaluator, helpers, weights_path, n_basis=16):
     params = load_weights(weights_path, JatConfig(dtype="float64"), species=helpers.EAN_SPECIES)
     rng = np.random.default_rng(5)
     layers = {
-        name: {**layer, "edge_basis": rng.normal(scale=0.3, size=(n_basis, layer["DenseGeneral_0"]["kernel"].shape[-1]))}
+        name: {
+            **layer,
+            "edge_basis": rng.normal(scale=0.3, size=(n_basis, layer["DenseGeneral_0"]["kernel"].shape[-1])),
+        }
         for name, layer in params["core_model"].items()
         if name.startswith("jat_layers")
     }
@@ -136,5 +139,3 @@ def test_edges_beyond_the_cutoff_are_ignored(model, ean0, ean0_result):
     e1, f1 = model.energy_forces(batch)
     assert abs(e1[0] - e0) < 1e-10 * abs(e0)
     assert np.abs(f1 - f0).max() < 1e-9
-
-

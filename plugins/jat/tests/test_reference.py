@@ -56,9 +56,7 @@ def test_reference_configuration_is_the_documented_one(ean, reference_values, ch
     assert _checkpoint_cell(checkpoint_meta)[0, 0] == pytest.approx(12.899999618530273, abs=0)
 
 
-def test_float64_reproduces_original(
-    ean, checkpoint_meta, reference_values, helpers, evaluator, x64
-):
+def test_float64_reproduces_original(ean, checkpoint_meta, reference_values, helpers, evaluator, x64):
     ref = reference_values["jat_ean15_ep3k"]["float64"]
     config = JatConfig(dtype="float64")
     rel_e, max_e, max_f, n_edges = _compare(

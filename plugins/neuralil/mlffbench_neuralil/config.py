@@ -6,11 +6,12 @@ docs/models/neuralil.md §6.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlffbench.model_config import Flag, Integer, Length, ModelConfig, OneOf, PositiveInts, option
-from mlffbench.search_space import Categorical, Float, Int, SearchSpace
+from mlffbench.plugin.config import Flag, Integer, Length, ModelConfig, OneOf, PositiveInts, option
+from mlffbench.plugin.search_space import Categorical, Float, Int, SearchSpace
 
 DTYPES = ("float32", "float64")
 MAX_N_MAX = 12  # spherical harmonics / Bessel roots are tabulated up to this order
@@ -41,7 +42,7 @@ EAN_MODEL = {"n_max": 4, "cutoff": 3.5, "embed_d": 2, "core_widths": (64, 32, 16
 # scale p = 10 Å/eV, Adam followed by decoupled weight decay 1e-4 (the backend's "adamw"
 # chain: Adam scaling, + 1e-4·θ, × the per-step LR), one-cycle LR (1e-3, 1e-2, 1e-5)
 # restarted every epoch, batch 8, evaluation batch 32, 501 epochs on 667 configurations.
-PAPER_EAN_TRAIN = {
+PAPER_EAN_TRAIN: dict[str, Any] = {
     "epochs": 501,
     "batch_size": 8,
     "eval_batch_size": 32,
@@ -64,7 +65,7 @@ EAN_TRAIN = dict(PAPER_EAN_TRAIN)
 PRESETS = {"ean": {"model": EAN_MODEL, "train": EAN_TRAIN}}
 
 
-def _derive(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _derive(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     model = {
         "n_max": int(values["n_max"]),
         "cutoff": float(values["cutoff"]),
@@ -74,7 +75,10 @@ def _derive(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     lr_min, lr_max, lr_fin = EAN_TRAIN["lr"]
     scale = float(values["lr_max"]) / lr_max
-    return model, {"lr": (lr_min * scale, lr_max * scale, lr_fin * scale), "weight_decay": float(values["weight_decay"])}
+    return model, {
+        "lr": (lr_min * scale, lr_max * scale, lr_fin * scale),
+        "weight_decay": float(values["weight_decay"]),
+    }
 
 
 # Around the paper's EAN model (docs/models/neuralil.md §4-5: n_max 4, r_c 3.5 Å, embedding 2, core

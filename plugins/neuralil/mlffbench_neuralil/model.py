@@ -19,7 +19,7 @@ from flax import linen as nn
 from mlffbench.backends.jax.models import init_params, make_module, param_shapes, reference_energies  # noqa: F401
 from mlffbench.backends.jax.models import param_dtype as _param_dtype
 from mlffbench.backends.jax.potential import EdgeGraph, Potential
-from mlffbench.stats import ModelStats
+from mlffbench.data.stats import ModelStats
 from mlffbench_neuralil.config import NeuralilConfig
 
 LAYERNORM_EPS = 1e-6
@@ -27,7 +27,7 @@ MORSE_FLOOR = 0.01  # a, b, d = 0.01 + v² (docs/models/neuralil.md §4)
 
 
 # --------------------------------------------------------------------------- tables (numpy)
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bessel_roots(l: int, count: int) -> tuple[float, ...]:
     """The first ``count`` positive zeros of j_l (float64): u_{0,n} = (n+1)π; the zeros of
     j_l interlace those of j_{l-1}, so each is bracketed by two consecutive zeros of j_{l-1}."""
@@ -43,7 +43,7 @@ def bessel_roots(l: int, count: int) -> tuple[float, ...]:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def basis_tables(n_max: int) -> tuple[dict[str, np.ndarray], ...]:
     """Per angular order l: ``roots`` (n_l + 1,), ``c1``, ``c2`` (n_l,), ``T`` (n_l, n_l),
     with n_l = n_max - l + 1 functions, in float64. (The original computes roots and c¹/c² in
@@ -179,11 +179,14 @@ def real_spherical_harmonics(unit: jax.Array, l_max: int) -> list[jax.Array]:
 
 
 # --------------------------------------------------------------------------- descriptors
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _radial_layout(n_max: int, cutoff: float):
     """Static arrays for evaluating all radial functions at once: the Bessel arguments'
     scales u/r_c and orders per column, the two columns and coefficients of each f_{l,n},
     and the block-diagonal orthogonalisation matrix (l-major, then n)."""
+    scales: list[float]
+    lo: list[int]
+    hi: list[int]
     scales, orders, lo, hi, c1, c2 = [], [], [], [], [], []
     blocks = []
     for l, tab in enumerate(basis_tables(n_max)):
@@ -251,18 +254,19 @@ def descriptors(graph: EdgeGraph, n_species: int, config: NeuralilConfig, sorted
     feats = jnp.where(inside[:, None], g[:, q_index] * y[:, lm_index], 0.0)  # (E, n_feats)
     neigh_species = jnp.where(graph.edge_mask, graph.species[graph.senders], 0)
     segment = graph.receivers * n_species + neigh_species
-    c = jax.ops.segment_sum(
-        feats, segment, num_segments=n_atoms * n_species, indices_are_sorted=False
-    ).reshape(n_atoms, n_species, -1)
+    c = jax.ops.segment_sum(feats, segment, num_segments=n_atoms * n_species, indices_are_sorted=False).reshape(
+        n_atoms, n_species, -1
+    )
     ia, ib = species_pairs(n_species)
     prod = c[:, ia, :] * c[:, ib, :]  # (N, n_pairs, n_feats)
     return jnp.einsum("npf,fq->npq", prod, jnp.asarray(_feature_layout(config.n_max)[2], prod.dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _feature_layout(n_max: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every (l, n, m): its coefficient index q = (l, n), its index l² + l + m into the
     concatenated Y_lm, and the 0/1 matrix that sums the features over m into q."""
+    lm_index: list[int]
     q_index, lm_index, q = [], [], 0
     for l in range(n_max + 1):
         for _n in range(n_max - l + 1):

@@ -1,7 +1,7 @@
 """Entry point of the NeuralIL plugin: registers the ``neuralil`` model spec (JAX backend)."""
 
 from mlffbench import hookimpl
-from mlffbench.registry import ModelSpec
+from mlffbench.plugin.registry import ModelSpec
 from mlffbench_neuralil.config import EAN_TRAIN, PRESETS, NeuralilConfig, search_space
 
 DESCRIPTION = (

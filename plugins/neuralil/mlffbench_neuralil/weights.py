@@ -57,7 +57,7 @@ def _inlet_rows(order: list[int], n_stored: int, n_coeffs: int, embed_d: int) ->
     then the embedding rows (unchanged)."""
     sa, sb = species_pairs(n_stored)
     stored_pair = {(int(a), int(b)): k for k, (a, b) in enumerate(zip(sa, sb))}
-    rows = []
+    rows: list[int] = []
     for a, b in zip(*species_pairs(len(order))):
         p, q = sorted((order[a], order[b]))
         k = stored_pair[(p, q)]

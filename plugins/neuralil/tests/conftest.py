@@ -17,8 +17,14 @@ from mlffbench.backends.jax import testing as jax_testing
 from mlffbench.backends.jax.potential import edge_vectors, make_graph
 from mlffbench.backends.jax.precision import x64_enabled
 from mlffbench.backends.jax.testing import x64  # noqa: F401  (a fixture)
-from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, load_reference_values, reference_dir
-from mlffbench.testing import require_reference_file
+from mlffbench.testing import (
+    EAN_SPECIES,
+    data_dir,
+    dataset_loader,
+    load_reference_values,
+    reference_dir,
+    require_reference_file,
+)
 from mlffbench_neuralil.config import NeuralilConfig
 from mlffbench_neuralil.model import build
 from mlffbench_neuralil.weights import load_weights

@@ -7,9 +7,9 @@ import optuna
 import pytest
 
 from mlffbench.backends.jax.potential import Potential
+from mlffbench.data.stats import compute_stats
 from mlffbench.errors import ConfigError
-from mlffbench.plugins import get_registry
-from mlffbench.stats import compute_stats
+from mlffbench.plugin.manager import get_registry
 from mlffbench.training.config import TrainConfig
 from mlffbench_neuralil.config import PAPER_EAN_TRAIN, NeuralilConfig, search_space
 
@@ -54,7 +54,10 @@ def test_paper_training_settings():
     per epoch, log-cosh p = 10 on forces only, batch 8."""
     paper = TrainConfig(**PAPER_EAN_TRAIN)
     assert (paper.optimizer, paper.weight_decay, paper.lr, paper.lr_schedule) == (
-        "adamw", 1e-4, (1e-3, 1e-2, 1e-5), "one-cycle-epoch"
+        "adamw",
+        1e-4,
+        (1e-3, 1e-2, 1e-5),
+        "one-cycle-epoch",
     )
     assert (paper.loss, paper.log_cosh_p, paper.force_weight, paper.energy_weight) == ("log-cosh", 10.0, 1.0, 0.0)
     assert (paper.batch_size, paper.eval_batch_size, paper.epochs) == (8, 32, 501)
@@ -88,8 +91,15 @@ def test_search_space_gives_valid_configs():
         study.tell(trial, 0.0)
     assert len(seen) > 5
     fixed = optuna.trial.FixedTrial(
-        {"n_max": 4, "cutoff": 3.5, "embed_d": 2, "core_widths": "64:32:16:16:16", "morse": True,
-         "lr_max": 1e-2, "weight_decay": 1e-4}
+        {
+            "n_max": 4,
+            "cutoff": 3.5,
+            "embed_d": 2,
+            "core_widths": "64:32:16:16:16",
+            "morse": True,
+            "lr_max": 1e-2,
+            "weight_decay": 1e-4,
+        }
     )
     assert NeuralilConfig(**search_space(fixed)) == NeuralilConfig()
     _, train = search_space.overrides(search_space.sample(fixed))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlffbench.conformance import CHECK_NAMES, PASSED, plugin_model, require
+from mlffbench.tasks.conformance import CHECK_NAMES, PASSED, plugin_model, require
 from mlffbench_neuralil.config import NeuralilConfig
 
 

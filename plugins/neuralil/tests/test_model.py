@@ -19,7 +19,6 @@ from scipy.special import spherical_jn as scipy_jn
 from mlffbench.backends.jax.potential import EdgeGraph
 from mlffbench.graph.neighbors import neighbor_list
 from mlffbench_neuralil.config import NeuralilConfig
-from mlffbench_neuralil.weights import load_weights
 from mlffbench_neuralil.model import (
     basis_tables,
     descriptors,
@@ -31,9 +30,10 @@ from mlffbench_neuralil.model import (
     spherical_jn,
     switch,
 )
+from mlffbench_neuralil.weights import load_weights
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
-from brute_force import brute_force_neighbors  # noqa: E402  (the core tests' O(N²) reference)
+from brute_force import brute_force_neighbors
 
 
 def test_spherical_bessel_against_scipy(x64):
@@ -51,7 +51,7 @@ def test_spherical_bessel_derivatives_at_zero_and_at_the_branch_switch(x64):
     (j_0'' = −1/3, j_1' = 1/3, j_2'' = 2/15) and continuous where the series hands over."""
     expected = {0: (1.0, 0.0, -1 / 3), 1: (0.0, 1 / 3, 0.0), 2: (0.0, 0.0, 2 / 15), 3: (0.0, 0.0, 0.0)}
     for l, values in expected.items():
-        f = lambda t, l=l: spherical_jn(l, t)  # noqa: E731
+        f = lambda t, l=l: spherical_jn(l, t)
         got = (f(0.0), jax.grad(f)(0.0), jax.grad(jax.grad(f))(0.0))
         assert np.allclose(got, values, atol=1e-15)
         x0 = float(max(l, 1))
@@ -215,7 +215,7 @@ def test_parameters_match_the_released_layout_and_are_deterministic(weights_path
     assert {f"params/{k}": list(v) for k, v in shapes.items()} == meta["param_shapes"]
     assert sum(math.prod(v) for v in shapes.values()) == meta["n_params"] == 13_144
     a, b, c = init_params(module, 1), init_params(module, 1), init_params(module, 2)
-    leaves = lambda t: [np.asarray(x) for x in jax.tree_util.tree_leaves(t)]  # noqa: E731
+    leaves = lambda t: [np.asarray(x) for x in jax.tree_util.tree_leaves(t)]
     assert all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b)))
     assert not all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(c)))
     plain = param_shapes(make_model(NeuralilConfig(morse=False, n_max=3, embed_d=4), 3))

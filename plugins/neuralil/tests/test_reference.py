@@ -128,7 +128,22 @@ def test_radial_basis_tables(reference_values, x64):
     expected = np.asarray(ref["g_rows_l_major"]).T  # (r, 15)
     assert np.abs(g - expected).max() < 1e-6 * np.abs(expected).max()
     # docs/models/neuralil.md §1: the 15 values at r = 1.0 Å
-    at_1 = [0.858200, -0.512604, -0.204341, 0.718216, -0.652150, 0.678034, -0.833862, 0.456363,
-            0.216958, 0.452448, -0.804094, 0.817209, 0.274247, -0.629082, 0.155977]
+    at_1 = [
+        0.858200,
+        -0.512604,
+        -0.204341,
+        0.718216,
+        -0.652150,
+        0.678034,
+        -0.833862,
+        0.456363,
+        0.216958,
+        0.452448,
+        -0.804094,
+        0.817209,
+        0.274247,
+        -0.629082,
+        0.155977,
+    ]
     assert np.allclose(g[list(r).index(1.0)], at_1, atol=1e-6)
     assert np.all(g[list(r).index(3.5)] == 0.0)  # exactly 0 at (and beyond) r_c

@@ -143,7 +143,9 @@ def test_mismatches_name_the_first_bad_path(tmp_path, weights_path):
         assert "\n" not in str(info.value)
     # without metadata nothing says n_max: a n_max = 3 model meets n_max = 4 weights
     bare = tampered_npz(tmp_path, weights_path, lambda raw: None, keep_metadata=False)
-    with pytest.raises(ConfigError, match=r"'params/core_model/Inlet/kernel' has shape \(152, 64\), the model expects \(102, 64\)"):
+    with pytest.raises(
+        ConfigError, match=r"'params/core_model/Inlet/kernel' has shape \(152, 64\), the model expects \(102, 64\)"
+    ):
         load_weights(bare, NeuralilConfig(n_max=3))
     with pytest.raises(ConfigError, match="cannot map 4 embedding rows onto 3 species"):
         load_weights(bare, NeuralilConfig(), species=(1, 6, 8))

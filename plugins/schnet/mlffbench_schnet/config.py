@@ -6,12 +6,12 @@ docs/models/schnet.md §4.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlffbench.model_config import Flag, Integer, Length, ModelConfig, option
-from mlffbench.search_space import Categorical, Float, Int, SearchSpace
-
+from mlffbench.plugin.config import Flag, Integer, Length, ModelConfig, option
+from mlffbench.plugin.search_space import Categorical, Float, Int, SearchSpace
 
 # checked in this order (the first bad value is the one reported)
 _ORDER = ("hidden_channels", "num_filters", "num_interactions", "num_gaussians", "readout_channels", "cutoff")
@@ -31,7 +31,7 @@ class SchnetConfig(ModelConfig, label="schnet config", order=_ORDER):
 
 # Training defaults (TrainConfig keys), chosen so that SchNet learns EAN and rMD17 molecules
 # within a CPU budget of about ten minutes (measured runs: the plugin's README.md).
-TRAIN = {
+TRAIN: dict[str, Any] = {
     "epochs": 14,
     "batch_size": 4,
     "eval_batch_size": 16,
@@ -52,7 +52,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _derive(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _derive(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     width = int(values["width"])
     model = {
         "hidden_channels": width,

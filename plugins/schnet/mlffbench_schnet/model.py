@@ -7,6 +7,7 @@ per-atom output, the pair-symmetric interaction blocks): docs/models/schnet.md Â
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from torch.nn import Embedding, Linear, ModuleList
 from torch_geometric.nn.models.schnet import GaussianSmearing, InteractionBlock, ShiftedSoftplus
 
 from mlffbench.backends.torch.potential import EdgeGraph, Potential
-from mlffbench.stats import ModelStats
+from mlffbench.data.stats import ModelStats
 from mlffbench_schnet.config import SchnetConfig
 
 
@@ -40,7 +41,7 @@ class SchNetEnergy(torch.nn.Module):
         """PyG's initialisation: embedding N(0, 1), Linear weights Xavier-uniform, biases 0."""
         self.embedding.reset_parameters()
         for block in self.interactions:
-            block.reset_parameters()
+            cast(InteractionBlock, block).reset_parameters()
         for lin in (self.lin1, self.lin2):
             torch.nn.init.xavier_uniform_(lin.weight)
             lin.bias.data.fill_(0)

@@ -1,7 +1,7 @@
 """Entry point of the SchNet plugin: registers the ``schnet`` model spec (PyTorch backend)."""
 
 from mlffbench import hookimpl
-from mlffbench.registry import ModelSpec
+from mlffbench.plugin.registry import ModelSpec
 from mlffbench_schnet.config import PRESETS, TRAIN, SchnetConfig, search_space
 
 DESCRIPTION = (

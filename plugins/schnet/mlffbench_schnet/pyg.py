@@ -29,7 +29,9 @@ def params_from_pyg(state_dict: Mapping[str, torch.Tensor], species: Sequence[in
     if "embedding.weight" not in state_dict:
         raise ConfigError("not a torch_geometric SchNet state dict (no 'embedding.weight')")
     if any(k.startswith("atomref") for k in state_dict):
-        raise ConfigError("PyG SchNet weights with an atomref are not supported (reference energies come from the data)")
+        raise ConfigError(
+            "PyG SchNet weights with an atomref are not supported (reference energies come from the data)"
+        )
     table = state_dict["embedding.weight"]
     bad = [int(z) for z in species if not 0 < int(z) < table.shape[0]]
     if bad:
@@ -56,7 +58,9 @@ def load_pyg_weights(path: Path, config, species: Sequence[int]) -> dict[str, to
     params = params_from_pyg(state, species)
     blocks = {k.split(".")[1] for k in params if k.startswith("interactions.")}
     if len(blocks) != config.num_interactions:
-        raise ConfigError(f"'{path}' has {len(blocks)} interaction blocks, the config asks for {config.num_interactions}")
+        raise ConfigError(
+            f"'{path}' has {len(blocks)} interaction blocks, the config asks for {config.num_interactions}"
+        )
     return params
 
 

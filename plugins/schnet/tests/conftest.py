@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from mlffbench.backends.torch.potential import to_device
-from mlffbench.stats import SpeciesStats
+from mlffbench.data.stats import SpeciesStats
 from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, ean_config
 from mlffbench.testing import graph_batch as core_graph_batch
 from mlffbench_schnet.config import SchnetConfig

@@ -7,9 +7,9 @@ import optuna
 import pytest
 
 from mlffbench.backends.torch.potential import Potential
+from mlffbench.data.stats import compute_stats
 from mlffbench.errors import ConfigError
-from mlffbench.plugins import get_registry
-from mlffbench.stats import compute_stats
+from mlffbench.plugin.manager import get_registry
 from mlffbench.training.config import TrainConfig, from_dict
 from mlffbench_schnet.config import PRESETS, TRAIN, SchnetConfig, search_space
 
@@ -81,9 +81,27 @@ def test_cli_rejects_bad_model_option_in_one_line(tmp_path):
     import sys
 
     out = subprocess.run(
-        [sys.executable, "-m", "mlffbench.cli.app", "run", "schnet", "--dataset", "ean", "-p", "cutoff=-2",
-         "--runs-dir", str(tmp_path), "--no-tracking", "--no-progress"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mlffbench.cli.app",
+            "run",
+            "schnet",
+            "--dataset",
+            "ean",
+            "-p",
+            "cutoff=-2",
+            "--runs-dir",
+            str(tmp_path),
+            "--no-tracking",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["error: schnet config: cutoff must be a positive finite length (Å), got -2"]
+    assert out.stderr.strip().splitlines() == [
+        "error: schnet config: cutoff must be a positive finite length (Å), got -2"
+    ]

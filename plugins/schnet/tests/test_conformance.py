@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from mlffbench.conformance import CHECK_NAMES, plugin_model, require
+from mlffbench.tasks.conformance import CHECK_NAMES, plugin_model, require
 from mlffbench_schnet.config import SchnetConfig
 
-SMALL = SchnetConfig(hidden_channels=32, num_filters=32, num_interactions=2, num_gaussians=25, cutoff=5.0, readout_channels=16)
+SMALL = SchnetConfig(
+    hidden_channels=32, num_filters=32, num_interactions=2, num_gaussians=25, cutoff=5.0, readout_channels=16
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ import torch
 from mlffbench_schnet.config import SchnetConfig
 
 RC = 5.0
-SMALL = SchnetConfig(hidden_channels=32, num_filters=32, num_interactions=2, num_gaussians=25, cutoff=RC, readout_channels=16)
+SMALL = SchnetConfig(
+    hidden_channels=32, num_filters=32, num_interactions=2, num_gaussians=25, cutoff=RC, readout_channels=16
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,12 @@ def test_pair_symmetric_training_gradient_equals_pyg_cfconv(helpers, model, ean0
         params = {k: v.detach().clone().requires_grad_(True) for k, v in ev.potential.module.named_parameters()}
         _, forces = ev.potential.energy_and_forces(params, batch, create_graph=True)
         loss = ((forces - batch.forces) ** 2).sum()
-        grads.append(dict(zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True), strict=True)))
-    assert [k for k, g in grads[0].items() if g is None] == [k for k, g in grads[1].items() if g is None] == ["lin2.bias"]
+        grads.append(
+            dict(zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True), strict=True))
+        )
+    assert (
+        [k for k, g in grads[0].items() if g is None] == [k for k, g in grads[1].items() if g is None] == ["lin2.bias"]
+    )
     for name, g in grads[0].items():
         if g is None:
             continue
@@ -108,13 +114,18 @@ def test_padded_graph_with_padding_edges_equals_the_backend_path(model, ean0, ea
     from mlffbench.backends.torch.potential import make_graph
 
     e0, _ = ean0_result
-    batch, graph_batch = model.batch([ean0])
+    batch, _graph_batch = model.batch([ean0])
     n_pad = 7
     pad = torch.full((n_pad,), batch.positions.shape[0] - 1)
-    vectors = torch.cat([batch.positions[batch.receivers] - batch.positions[batch.senders] + batch.shift_vectors,
-                         torch.tensor([[1e3, 0.0, 0.0]], dtype=torch.float64).repeat(n_pad, 1)])
+    vectors = torch.cat(
+        [
+            batch.positions[batch.receivers] - batch.positions[batch.senders] + batch.shift_vectors,
+            torch.tensor([[1e3, 0.0, 0.0]], dtype=torch.float64).repeat(n_pad, 1),
+        ]
+    )
     graph = make_graph(batch, vectors)._replace(
-        senders=torch.cat([batch.senders, pad]), receivers=torch.cat([batch.receivers, pad]),
+        senders=torch.cat([batch.senders, pad]),
+        receivers=torch.cat([batch.receivers, pad]),
         edge_mask=torch.cat([batch.edge_mask, torch.zeros(n_pad, dtype=torch.bool)]),
     )
     with torch.no_grad():

@@ -25,8 +25,11 @@ CONFIGS = (0, 137, 555)
 def _pyg_model(config: SchnetConfig, max_num_neighbors: int, seed: int, helpers) -> SchNet:
     torch.manual_seed(seed)
     model = SchNet(
-        hidden_channels=config.hidden_channels, num_filters=config.num_filters,
-        num_interactions=config.num_interactions, num_gaussians=config.num_gaussians, cutoff=config.cutoff,
+        hidden_channels=config.hidden_channels,
+        num_filters=config.num_filters,
+        num_interactions=config.num_interactions,
+        num_gaussians=config.num_gaussians,
+        cutoff=config.cutoff,
         interaction_graph=radius_interaction_graph(config.cutoff, max_num_neighbors),
     ).double()
     helpers.randomise(model, seed)
@@ -57,8 +60,10 @@ def test_energy_and_forces_equal_pyg_schnet(aspirin, helpers, pair_symmetry, cut
     ours.potential.module.load_state_dict(
         {**ours.potential.module.state_dict(), **params_from_pyg(pyg.state_dict(), aspirin.elements)}
     )
-    configs = [(aspirin.numbers[aspirin.atoms_of(i)], aspirin.positions[aspirin.atoms_of(i)], np.zeros((3, 3)), False)
-               for i in CONFIGS]
+    configs = [
+        (aspirin.numbers[aspirin.atoms_of(i)], aspirin.positions[aspirin.atoms_of(i)], np.zeros((3, 3)), False)
+        for i in CONFIGS
+    ]
     batch, _ = ours.batch(configs)
     e_ours, f_ours = ours.energy_forces(batch)
     e_pyg, f_pyg = _pyg_energy_forces(pyg, aspirin, list(CONFIGS))
@@ -83,10 +88,14 @@ def test_dense_radius_graph_matches_brute_force():
     rng = np.random.default_rng(0)
     pos = torch.as_tensor(rng.uniform(0, 6, size=(30, 3)))
     batch = torch.as_tensor(np.repeat([0, 1], [12, 18]))
-    edge_index, weight = DenseRadiusGraph(3.0, 1000)(pos, batch)
+    edge_index, _weight = DenseRadiusGraph(3.0, 1000)(pos, batch)
     got = set(map(tuple, edge_index.T.tolist()))
-    want = {(j, i) for i in range(30) for j in range(30)
-            if i != j and batch[i] == batch[j] and float(torch.linalg.norm(pos[i] - pos[j])) < 3.0}
+    want = {
+        (j, i)
+        for i in range(30)
+        for j in range(30)
+        if i != j and batch[i] == batch[j] and float(torch.linalg.norm(pos[i] - pos[j])) < 3.0
+    }
     assert got == want
     capped, _ = DenseRadiusGraph(3.0, 2)(pos, batch)
     assert torch.bincount(capped[1], minlength=30).max() <= 2

@@ -3,7 +3,7 @@ registered by mlffbench's ``pytest11`` entry point, provides the ``conformance``
 
 import pytest
 
-from mlffbench.conformance import CHECK_NAMES, plugin_model, require
+from mlffbench.tasks.conformance import CHECK_NAMES, plugin_model, require
 
 
 @pytest.fixture(scope="module")

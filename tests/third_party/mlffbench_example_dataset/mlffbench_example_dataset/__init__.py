@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from mlffbench import hookimpl
+from mlffbench.data.structures import concatenate, from_arrays
 from mlffbench.errors import DataError
-from mlffbench.registry import DataFile, DatasetCard, FormatSpec
-from mlffbench.structures import concatenate, from_arrays
+from mlffbench.plugin.registry import DataFile, DatasetCard, FormatSpec
 
 FILE = "example_h2/h2_morse.txt"
 DEPTH, WIDTH, R0 = 109.5, 1.94, 0.741  # Morse D (kcal/mol), a (1/Å), r0 (Å)

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mlffbench import hookimpl
-from mlffbench.registry import ModelSpec
-from mlffbench.search_space import Categorical, Float, Int, SearchSpace
+from mlffbench.plugin.registry import ModelSpec
+from mlffbench.plugin.search_space import Categorical, Float, Int, SearchSpace
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,13 @@ SPEC = ModelSpec(
         {"hidden": Categorical((8, 16, 32)), "n_basis": Int(4, 12), "cutoff": Float(3.0, 5.0)},
         description="pair MLP width, radial basis size, cutoff",
     ),
-    train_defaults={"optimizer": "adam", "lr_schedule": "constant", "lr": (1e-3, 1e-3, 1e-3), "loss": "mse",
-                    "energy_weight": 0.01},
+    train_defaults={
+        "optimizer": "adam",
+        "lr_schedule": "constant",
+        "lr": (1e-3, 1e-3, 1e-3),
+        "loss": "mse",
+        "energy_weight": 0.01,
+    },
 )
 
 

@@ -1,0 +1,1 @@
+"""Plugins: the hooks, the manager that loads them, the specs they register."""

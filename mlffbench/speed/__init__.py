@@ -1,0 +1,1 @@
+"""Speed and comparison: the timing protocol, bench, compare and its report, process set-up."""
