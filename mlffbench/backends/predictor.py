@@ -132,7 +132,7 @@ def graph_batch(configs: Sequence[Configuration], species: Sequence[int], cutoff
     return batcher.make_batch(np.arange(len(configs)))
 
 
-def split_batch(batch, energy, forces, stress=None) -> list[Prediction]:
+def per_configuration(batch, energy, forces, stress=None) -> list[Prediction]:
     """Per-configuration predictions from padded batch outputs (numpy arrays)."""
     graph_mask = np.asarray(batch.graph_mask)
     n_atoms = np.asarray(batch.n_atoms)[graph_mask]
@@ -170,6 +170,6 @@ class BackendPredictor(Predictor):
         batch = self.graph_batch(configs, shape)
         if stress:
             energy, forces, sigma = self.backend.predict_with_stress(self.state, batch)
-            return split_batch(batch, energy, forces, sigma)
+            return per_configuration(batch, energy, forces, sigma)
         energy, forces = self.backend.predict(self.state, batch)
-        return split_batch(batch, energy, forces)
+        return per_configuration(batch, energy, forces)

@@ -27,6 +27,7 @@ from mlffbench.data.user import card_of_run, card_params, resolve_card
 from mlffbench.errors import ConfigError, RunError
 from mlffbench.graph.batching import stress_counts
 from mlffbench.plugin.manager import get_plugins
+from mlffbench.plugin.registry import DatasetCard, ModelSpec
 from mlffbench.runs import directory as runs
 from mlffbench.runs import record as run_records
 from mlffbench.runs.tracking import MlflowTracker, default_tracking_uri
@@ -163,9 +164,9 @@ class _Plan:
     """What a run is before its directory is prepared: a new run's, or a resumed run's from its
     ``config.json`` (identity, MLflow run and tracking store included)."""
 
-    spec: Any
-    card: Any
-    model_config: Any
+    spec: ModelSpec[Any]
+    card: DatasetCard
+    model_config: Any  # the model's config class (spec.config_class)
     train_config: TrainConfig
     run_dir: Path | Callable[[], Path]
     tracking_uri: str | None
