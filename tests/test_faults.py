@@ -10,12 +10,15 @@ the kill -9 is a real one. A tiny SchNet (PyTorch: nothing to compile) on the fi
 configurations of each rMD17 ethanol file. The moments are drawn from a seeded generator as
 a number of steps of progress to wait for (0: none, a kill during start-up; 1 or more:
 epochs of `run`, a trial of `tune` training, a run of `compare` training or its timing), then
-a random delay: on a shared 2-core machine an epoch takes 0.1 to 1.5 s, so delays in seconds
-alone would kill nothing or everything.
+a random delay. An epoch takes 20 ms on a fast machine and 1.5 s on a loaded 2-core one, so a
+delay in seconds alone would kill nothing on one or everything on the other: `run` and `compare`
+draw theirs as a fraction of the epoch cycle that their uninterrupted reference measured, and
+`run` never waits for its last epoch, so that each kill lands in a command still at work.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -77,6 +80,7 @@ COMPARE = [
     "--no-progress",
 ]
 EPOCHS = 12
+COMPARE_EPOCHS = 6  # per seed, 2 seeds: more epochs than kills
 STUDY_TRIALS = 4
 
 
@@ -147,6 +151,14 @@ def read(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def epoch_cycle(run_dir: Path) -> float:
+    """Seconds from one epoch's end to the next's (training, validation, checkpoint, MLflow) in
+    the finished run ``run_dir``: the median over its history."""
+    wall = [r["wall_s"] for r in read(Path(run_dir) / "history.json")]
+    gaps = sorted(b - a for a, b in itertools.pairwise(wall))
+    return gaps[len(gaps) // 2]
+
+
 def client(uri: str):
     import mlflow
 
@@ -198,6 +210,7 @@ def test_run_killed_ten_times_resumes_to_the_uninterrupted_result(server, tmp_pa
         server, [*RUN, "--epochs", str(EPOCHS), "--runs-dir", str(tmp_path / "reference")], tmp_path, "reference"
     )
     reference = run_dir_of(out)
+    cycle = epoch_cycle(reference)
     runs = tmp_path / "runs"
     uri = server.store(runs)
     rng, codes = random.Random(2601), []
@@ -205,14 +218,15 @@ def test_run_killed_ten_times_resumes_to_the_uninterrupted_result(server, tmp_pa
         found = run_dirs(runs)
         assert len(found) <= 1, found
         args = ["run", "--resume", str(found[0])] if found else [*RUN, "--epochs", str(EPOCHS), "--runs-dir", str(runs)]
-        target = checkpoint_epoch(found[0] if found else None) + rng.choice((0, 1, 1, 2))
+        # never the last epoch: the kill lands before the run ends
+        target = min(checkpoint_epoch(found[0] if found else None) + rng.choice((0, 1, 1, 2)), EPOCHS - 1)
 
         def ready(target=target):  # the run's last checkpoint is `target` epochs
             found = run_dirs(runs)
             return bool(found) and checkpoint_epoch(found[0]) >= target
 
-        codes.append(kill_when(server, args, tmp_path, f"attempt{k}", ready, rng.uniform(0.0, 0.4)))
-    assert codes.count(-signal.SIGKILL) >= KILLS // 2, codes  # most kills hit a running command
+        codes.append(kill_when(server, args, tmp_path, f"attempt{k}", ready, rng.uniform(0.0, 0.8) * cycle))
+    assert codes.count(-signal.SIGKILL) >= KILLS // 2, (codes, cycle)  # most kills hit a running command
     (run_dir,) = run_dirs(runs)
     timed(server, ["run", "--resume", str(run_dir)], tmp_path, "final")
 
@@ -337,10 +351,11 @@ def test_sigterm_ends_a_tune_trial_failed_and_the_study_continues(server, tmp_pa
 
 # --------------------------------------------------------------- compare
 def test_compare_killed_ten_times_reuses_and_resumes_its_runs(server, tmp_path):
-    args = [*COMPARE, "--epochs", "4", "--seeds", "2"]
+    args = [*COMPARE, "--epochs", str(COMPARE_EPOCHS), "--seeds", "2"]
     server.store(tmp_path / "reference")
     timed(server, [*args, "--runs-dir", str(tmp_path / "reference"), "--json", "reference.json"], tmp_path, "reference")
     expected = read(tmp_path / "reference.json")
+    cycle = min(epoch_cycle(r["run_dir"]) for r in expected["runs"])
     runs = tmp_path / "runs"
     uri = server.store(runs)
     rng, codes, reported = random.Random(2603), [], False
@@ -359,7 +374,7 @@ def test_compare_killed_ten_times_reuses_and_resumes_its_runs(server, tmp_path):
                 tmp_path,
                 f"attempt{k}",
                 ready,
-                rng.uniform(0.0, 1.5) if wait else rng.uniform(0.0, 1.0),
+                rng.uniform(0.0, 0.8 if wait else 1.0) * cycle,
             )
         )
         if not reported and any(
@@ -368,7 +383,7 @@ def test_compare_killed_ten_times_reuses_and_resumes_its_runs(server, tmp_path):
             rc, out, _ = server.run(["runs", str(runs), "--check"], tmp_path, "check-stale")
             assert rc == 1 and "compare run" in out and "is gone" in out, out
             reported = True
-    assert codes.count(-signal.SIGKILL) >= KILLS // 2, codes
+    assert codes.count(-signal.SIGKILL) >= KILLS // 2, (codes, cycle)
     assert reported, "no kill left a compare's parent run behind"
     timed(server, [*args, "--runs-dir", str(runs), "--json", "final.json"], tmp_path, "final")
 
@@ -388,7 +403,7 @@ def test_compare_killed_ten_times_reuses_and_resumes_its_runs(server, tmp_path):
         assert run.info.status != "RUNNING", run.data.tags
         if run.data.tags.get("mlffbench.kind") != "compare":
             assert run.data.tags["mlflow.parentRunId"] == final.info.run_id
-            assert_steps_once(uri, run.info.run_id, 4)
+            assert_steps_once(uri, run.info.run_id, COMPARE_EPOCHS)
     assert_runs_check(server, runs, tmp_path)
 
 

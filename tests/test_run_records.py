@@ -150,7 +150,7 @@ def test_sigterm_ends_with_one_line_killed_and_resumes(tmp_path):
     assert run_dir is not None, "no checkpoint before the run ended"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143
+    assert proc.returncode == 143, err
     assert [line for line in err.splitlines() if line.strip()] == ["terminated (SIGTERM)"]
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "interrupted" and "SIGTERM" in status["reason"]

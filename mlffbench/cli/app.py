@@ -13,6 +13,7 @@ from mlffbench import __version__, settings
 from mlffbench.cli import process
 from mlffbench.cli.dataopts import data_options
 from mlffbench.cli.process import trains_or_times
+from mlffbench.cli.signals import stop_handlers
 from mlffbench.data.cards import parse_card
 from mlffbench.data.loading import load_dataset
 from mlffbench.data.summary import describe
@@ -57,14 +58,9 @@ class Group(click.Group):
     """Turns user errors into one red line and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx):
-        import signal
-
-        def terminated(signum, frame):  # a batch scheduler's or `timeout`'s SIGTERM: stop like Ctrl-C
-            raise Terminated
-
-        signal.signal(signal.SIGTERM, terminated)
         try:
-            return super().invoke(ctx)
+            with stop_handlers():  # a batch scheduler's or `timeout`'s SIGTERM stops like Ctrl-C
+                return super().invoke(ctx)
         except MlffbenchError as exc:
             from rich.markup import escape
 
