@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
 from mlffbench.backends.predictor import BackendPredictor
 from mlffbench.errors import ConfigError
+from mlffbench.plugin.isolation import kept_process_state
 
 if TYPE_CHECKING:
     from mlffbench.graph.batching import GraphBatch
@@ -50,9 +51,18 @@ class Backend(ABC, Generic[State]):
 
     @classmethod
     def precision(cls, dtype: str) -> contextlib.AbstractContextManager[Any]:
-        """Context in which a potential of ``dtype`` ("float32"/"float64") is built for this
-        backend (none needed by default; the JAX backend scopes 64-bit JAX)."""
+        """Context in which a potential of ``dtype`` ("float32"/"float64") is built or its state
+        read for this backend (none needed by default; the JAX backend scopes 64-bit JAX)."""
         return contextlib.nullcontext()
+
+    @classmethod
+    @contextlib.contextmanager
+    def build_scope(cls, dtype: str) -> Iterator[None]:
+        """Context in which a plugin builds a potential (or imports weights) of ``dtype``: the
+        backend's :meth:`precision`, and the process state kept as it was
+        (:func:`mlffbench.plugin.isolation.kept_process_state`)."""
+        with kept_process_state(), cls.precision(dtype):
+            yield
 
     @abstractmethod
     def init(self, seed: int, example: GraphBatch) -> State:

@@ -247,7 +247,7 @@ def _initial_weights(options: RunOptions, plan: _Plan, model: TrainedModel):
         return None
     spec = plan.spec
     assert spec.import_weights is not None  # checked before: --init-from needs import_weights
-    with get_backend_class(spec.backend).precision(plan.train_config.dtype):
+    with get_backend_class(spec.backend).build_scope(plan.train_config.dtype):
         return spec.import_weights(Path(options.init_from), plan.model_config, species=model.stats.species)
 
 

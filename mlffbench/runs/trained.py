@@ -231,7 +231,7 @@ class TrainedModel(Generic[Config]):
         train_config = train_config or TrainConfig()
         stats = stats or species_stats(species, reference_energies)
         backend_class = get_backend_class(spec.backend)
-        with backend_class.precision(train_config.dtype):  # a float64 build needs 64-bit JAX, for this scope only
+        with backend_class.build_scope(train_config.dtype):  # e.g. 64-bit JAX for a float64 build, for it only
             potential = spec.build(model_config, stats)
         # force_rms: the training statistics' force scale, which an output calibration targets
         backend = backend_class(potential, train_config, force_rms=stats.force_rms)
@@ -261,7 +261,7 @@ class TrainedModel(Generic[Config]):
         if spec.import_weights is None:
             raise ConfigError(f"model '{spec.name}' cannot import weights")
         dtype = (fresh_options.get("train_config") or TrainConfig()).dtype
-        with _precision(spec, dtype):
+        with _build_scope(spec, dtype):
             params = spec.import_weights(Path(weights), model_config, species=tuple(int(z) for z in species))
         fresh_options.setdefault("source", str(weights))
         return cls.fresh(spec, model_config, species, params=params, **fresh_options)
@@ -350,7 +350,7 @@ class TrainedModel(Generic[Config]):
         neighbors = compute_neighbors(ds, spec.cutoff(model_config), cache_dir=default_cache_dir() / "neighbors")
         stats = compute_stats(ds, split.train, neighbors)
         backend_class = get_backend_class(spec.backend)
-        with backend_class.precision(train_config.dtype):
+        with backend_class.build_scope(train_config.dtype):
             potential = spec.build(model_config, stats)
         backend = backend_class(potential, train_config, force_rms=stats.force_rms)
         batcher = GraphBatcher(ds, neighbors, stats.species, train_config.batch_size)
@@ -394,7 +394,7 @@ class TrainedModel(Generic[Config]):
         state = made.backend.init(train_config.seed, example)
         if init_from is not None:
             assert spec.import_weights is not None  # checked above: init_from needs import_weights
-            with _precision(spec, train_config.dtype):
+            with _build_scope(spec, train_config.dtype):
                 params = spec.import_weights(Path(init_from), model_config, species=made.stats.species)
             state = made.backend.with_params(state, params)
         made.state = state
@@ -403,9 +403,8 @@ class TrainedModel(Generic[Config]):
 
 
 # ------------------------------------------------------------------ helpers
-def _precision(spec: ModelSpec, dtype: str):
-
-    return get_backend_class(spec.backend).precision(dtype)
+def _build_scope(spec: ModelSpec, dtype: str):
+    return get_backend_class(spec.backend).build_scope(dtype)
 
 
 def species_stats(species, reference_energies=None, force_rms: float = 1.0) -> DatasetStats:
