@@ -279,8 +279,10 @@ def test_compare_without_epochs_gives_every_model_the_same_wall_clock(tmp_path):
         history = json.loads((run_dir / "history.json").read_text())
         assert metrics["stopped"] == f"time budget of {budget:g} s reached"
         # the budget counts training steps (compilation and validation excluded) and is checked
-        # before every step: the recorded training time passes it by at most about one step
-        assert budget <= metrics["train_s"] <= 1.2 * budget, (record["model"], metrics["train_s"])
+        # before every step: the recorded training time passes it by about one step (the mean
+        # step, from the run's rate; a few of them, or 20 %, for a step slowed by the load)
+        step = 2 / metrics["train_configs_per_s"]  # batch size 2
+        assert budget <= metrics["train_s"] <= budget + max(0.2 * budget, 5 * step), (record["model"], metrics, step)
         assert sum(r["epoch_seconds"] for r in history) == pytest.approx(metrics["train_s"])
         assert metrics["wall_s"] > metrics["train_s"]
         assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 0

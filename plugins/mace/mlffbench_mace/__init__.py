@@ -1,0 +1,1 @@
+"""MACE (Batatia et al. 2022) for mlffbench, on mace-torch's own modules."""
