@@ -1,0 +1,1 @@
+"""MACE, NequIP and ViSNet from InstaDeep's mlip (JAX) as mlffbench model plugins."""
