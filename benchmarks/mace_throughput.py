@@ -24,7 +24,7 @@ variants alternating).
   (``mace.tools.train.take_step``: zero_grad, forward with forces, loss, backward,
   ``torch.optim.Adam`` step; no EMA, no gradient clipping), the system's allocator and torch's
   default float settings, as ``mace_run_train`` runs. ``--mace-torch-tuned`` adds it once more
-  with mlffbench's allocator and denormal flushing (what ``TorchBackend`` sets on a CPU), so
+  with mlffbench's allocator and denormal flushing (what ``TorchBackend`` sets around its own work on a CPU), so
   the share of these process settings is shown.
 * ``mace-jax`` (``mlffbench MACE-JAX (mlip)``): the ``mace-jax`` plugin (InstaDeep's mlip
   MACE in JAX) through mlffbench's JAX training path (``throughput.OursJax``), its config
@@ -187,7 +187,7 @@ class OursTorch:
     """The ``mace`` plugin's real training path: core batches + ``TorchBackend.train_step``."""
 
     label = "mlffbench MACE (torch)"
-    flush_denormal = True  # what TorchBackend sets on the CPU
+    flush_denormal = True  # what TorchBackend sets around its steps on the CPU
 
     def __init__(self, spec, config, train_config, ds, stats, neighbors):
         from mlffbench.backends.torch.trainer import TorchBackend

@@ -1,7 +1,7 @@
 """Helpers for the tests of model plugins (numpy only; pytest is imported where needed).
 
 Where the real data and reference files are, plain configurations ``(numbers, positions,
-cell, pbc)`` turned into the core's graph batches, random rotations, pair distances, and
+cell, pbc)`` of a dataset (the core's graph batches of them: :func:`mlffbench.backends.predictor.graph_batch`), random rotations, pair distances, and
 tampered copies of a weights file. Backend-specific helpers live in
 ``mlffbench.backends.jax.testing`` and ``mlffbench.backends.torch.testing``.
 
@@ -19,9 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from mlffbench.data.loading import load_dataset
-from mlffbench.data.structures import from_arrays
-from mlffbench.graph.batching import GraphBatcher
-from mlffbench.graph.neighbors import compute_neighbors
 
 EAN_SPECIES = (1, 6, 7, 8)  # H, C, N, O: the dataset's sorted atomic numbers
 
@@ -75,27 +72,6 @@ def ean_config(ds, i, cell=None):
     """Configuration ``i`` of ``ds`` as (numbers, positions, cell, pbc); ``cell`` replaces its cell."""
     sl = ds.atoms_of(i)
     return ds.numbers[sl], ds.positions[sl], ds.cell[i] if cell is None else cell, ds.pbc[i]
-
-
-def graph_batch(configs, species, cutoff, batch_size=None, shape=None):
-    """(one numpy GraphBatch of ``configs``, number of real edges).
-
-    ``configs``: list of (numbers, positions, cell, pbc); ``batch_size``: slots (default:
-    one per configuration); ``shape``: fixed padded (n_nodes, n_edges), or None.
-    """
-
-    ds = from_arrays(
-        numbers=np.concatenate([np.asarray(c[0]) for c in configs]),
-        positions=np.concatenate([np.asarray(c[1], np.float64) for c in configs]),
-        n_atoms=[len(c[0]) for c in configs],
-        cell=np.stack([np.asarray(c[2], np.float64) for c in configs]),
-        pbc=np.stack([np.broadcast_to(np.asarray(c[3], bool), (3,)) for c in configs]),
-    )
-    table = compute_neighbors(ds, cutoff)
-    n_nodes, n_edges = shape if shape is not None else (None, None)
-    batcher = GraphBatcher(ds, table, species, batch_size or len(configs), n_nodes=n_nodes, n_edges=n_edges)
-    (batch,) = list(batcher.batches(np.arange(len(configs))))
-    return batch, int(table.n_edges.sum())
 
 
 def random_rotation(rng) -> np.ndarray:

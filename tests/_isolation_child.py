@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from mlffbench.backends.base import get_backend_class
+from mlffbench.plugin.isolation import flushes_denormals
 from mlffbench.plugin.manager import get_registry
 from mlffbench.runs.trained import TrainedModel
 from mlffbench.training.config import TrainConfig
@@ -43,6 +44,7 @@ def state() -> dict:
         "torch deterministic": torch.are_deterministic_algorithms_enabled(),
         "torch grad enabled": torch.is_grad_enabled(),
         "torch float32 matmul precision": torch.get_float32_matmul_precision(),
+        "flush denormals": flushes_denormals(),  # torch.set_flush_denormal has no getter
         "numpy RNG": _digest(np.random.get_state()[1].tobytes()),
         "numpy errors": np.geterr(),
         "python RNG": _digest(repr(random.getstate()).encode()),

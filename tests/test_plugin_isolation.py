@@ -1,6 +1,6 @@
 """No plugin leaks global state: every model of every installed plugin is built in one process
 (float32 and float64), the process state (environment, default dtypes, RNG states, JAX's
-64-bit switch, signal handlers, ...) is compared with what it was, and then the JAT and SchNet
+64-bit switch, torch's flushing of subnormals, signal handlers, ...) is compared with what it was, and then the JAT and SchNet
 reference-value tests run in that same process and still pass (tests/_isolation_child.py)."""
 
 from __future__ import annotations

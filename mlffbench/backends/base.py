@@ -6,7 +6,7 @@ import contextlib
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,18 @@ BACKENDS = {
 }
 
 State = TypeVar("State")  # a backend's training state (parameters and optimizer state)
+
+
+class Outputs(NamedTuple):
+    """What a model gives for one padded batch: energy per graph (G,) eV, forces per atom (N, 3)
+    eV/Å, stress per graph (G, 3, 3) eV/Å³ (ASE sign), atomic energies (N,) eV; None where not
+    asked for. A potential returns them as framework arrays, :meth:`Backend.evaluate` as numpy
+    float64 arrays (padding included: mask with the batch's ``graph_mask`` / ``atom_mask``)."""
+
+    energy: Any
+    forces: Any = None
+    stress: Any = None
+    atomic: Any = None
 
 
 class Backend(ABC, Generic[State]):
@@ -76,6 +88,29 @@ class Backend(ABC, Generic[State]):
     def loss_value(self, loss: Any) -> float:
         """Wait for the device and return the loss as a Python float."""
 
+    def evaluate(
+        self, state: State, batch: Any, *, forces: bool = True, stress: bool = False, atomic: bool = False
+    ) -> Outputs:
+        """The model's predictions for one batch: the one prediction path of a backend.
+
+        Energies always; forces, stress and per-atom energies where asked for (None otherwise),
+        as numpy float64 arrays in the batch's padded shapes, after waiting for the device.
+        ``batch``: a numpy :class:`~mlffbench.graph.batching.GraphBatch`, or one already
+        converted by :meth:`device_batch` (used as it is). :meth:`predict`,
+        :meth:`predict_with_stress`, :meth:`inference_fn`, :meth:`predictor` (the conformance
+        suite, the ASE calculator, ``md``, ``scan``) and the plugins' tests all go through it.
+
+        This default serves a backend that implements only :meth:`predict` (and
+        :meth:`predict_with_stress`); it cannot give per-atom energies.
+        """
+        if atomic:
+            raise NotImplementedError(f"the {self.name or type(self).__name__} backend does not give atomic energies")
+        if stress:
+            energy, force_values, sigma = self.predict_with_stress(state, batch)
+            return Outputs(energy, force_values if forces else None, sigma)
+        energy, force_values = self.predict(state, batch)
+        return Outputs(energy, force_values if forces else None)
+
     @abstractmethod
     def predict(self, state: State, batch: GraphBatch) -> tuple[np.ndarray, np.ndarray]:
         """(energy per graph, forces per atom) as numpy arrays (waits for the device)."""
@@ -83,6 +118,16 @@ class Backend(ABC, Generic[State]):
     def predict_with_stress(self, state: State, batch: GraphBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(energy per graph, forces per atom, stress per graph (G, 3, 3) eV/Å³, ASE sign)."""
         raise NotImplementedError(f"the {self.name or type(self).__name__} backend does not predict stress")
+
+    def device_batch(self, batch: GraphBatch) -> Any:
+        """``batch`` converted once for :meth:`evaluate` (floats in the backend's precision, on its
+        device), for evaluating one batch many times; the numpy batch itself by default."""
+        return batch
+
+    def state_of(self, params: Any) -> State:
+        """A state holding ``params`` (parameters made outside training: tests, a module's own
+        weights) with a fresh optimizer; the potential (its output scale) is left as it is."""
+        raise NotImplementedError(f"the {self.name or type(self).__name__} backend cannot make a state of parameters")
 
     def add_energy_offsets(self, offsets: Sequence[float] | np.ndarray) -> None:
         """Add per-species energy offsets (eV, in species-table order) to the model's reference
@@ -127,8 +172,8 @@ class Backend(ABC, Generic[State]):
         return int(self.compile_count)
 
     def inference_fn(self, state: State, batch: GraphBatch) -> Callable[[], Any]:
-        """A zero-argument callable computing energy and forces of ``batch`` with the data
-        already on the device; its result is what :meth:`sync` waits for."""
+        """A zero-argument callable computing energy and forces of ``batch`` (what :meth:`evaluate`
+        computes) with the data already on the device; its result is what :meth:`sync` waits for."""
         return lambda: self.predict(state, batch)
 
     def peak_device_memory(self) -> int | None:

@@ -7,8 +7,9 @@ batches (:mod:`mlffbench.graph.batching`) and evaluates a backend potential on t
 conformance suite, the ASE calculator, ``md`` and ``scan`` all go through it.
 
 A model's predictor is :class:`BackendPredictor` (``Backend.predictor`` /
-``TrainedModel.predictor``): it evaluates through the backend's own ``predict`` and
-``predict_with_stress``, the functions training and evaluation use, for every framework.
+``TrainedModel.predictor``): it evaluates through the backend's own ``evaluate``, the function
+training's evaluation and the plugins' tests use too (:mod:`mlffbench.backends.testing`), for
+every framework.
 """
 
 from __future__ import annotations
@@ -70,11 +71,13 @@ class Configuration(NamedTuple):
 
 @dataclass
 class Prediction:
-    """Energy (eV), forces (n, 3) eV/Å, stress (3, 3) eV/Å³ (None unless asked for)."""
+    """Energy (eV), forces (n, 3) eV/Å, stress (3, 3) eV/Å³ and atomic energies (n,) eV (None
+    unless asked for)."""
 
     energy: float
     forces: np.ndarray
     stress: np.ndarray | None = None
+    atomic_energies: np.ndarray | None = None
 
 
 class Predictor(ABC):
@@ -112,8 +115,12 @@ class Predictor(ABC):
         return bucket(atoms), bucket(edges)
 
 
-def graph_batch(configs: Sequence[Configuration], species: Sequence[int], cutoff: float, shape=None):
-    """One numpy :class:`mlffbench.graph.batching.GraphBatch` holding ``configs``.
+def graph_batch(
+    configs: Sequence[Configuration], species: Sequence[int], cutoff: float, shape=None, batch_size: int | None = None
+):
+    """One numpy :class:`mlffbench.graph.batching.GraphBatch` holding ``configs``: ``batch_size``
+    slots (default: one per configuration) of the padded ``shape`` (n_nodes, n_edges) when given,
+    so that batches of different structures share one compiled function.
 
     Unknown elements raise :class:`mlffbench.errors.DataError` naming the element.
     """
@@ -128,11 +135,11 @@ def graph_batch(configs: Sequence[Configuration], species: Sequence[int], cutoff
     )
     table = compute_neighbors(ds, cutoff)
     n_nodes, n_edges = shape if shape is not None else (None, None)
-    batcher = GraphBatcher(ds, table, tuple(species), len(configs), n_nodes=n_nodes, n_edges=n_edges)
+    batcher = GraphBatcher(ds, table, tuple(species), batch_size or len(configs), n_nodes=n_nodes, n_edges=n_edges)
     return batcher.make_batch(np.arange(len(configs)))
 
 
-def per_configuration(batch, energy, forces, stress=None) -> list[Prediction]:
+def per_configuration(batch, energy, forces, stress=None, atomic=None) -> list[Prediction]:
     """Per-configuration predictions from padded batch outputs (numpy arrays)."""
     graph_mask = np.asarray(batch.graph_mask)
     n_atoms = np.asarray(batch.n_atoms)[graph_mask]
@@ -144,6 +151,7 @@ def per_configuration(batch, energy, forces, stress=None) -> list[Prediction]:
                 energy=float(energy[g]),
                 forces=np.asarray(forces[start : start + n], np.float64).copy(),
                 stress=None if stress is None else np.asarray(stress[g], np.float64).copy(),
+                atomic_energies=None if atomic is None else np.asarray(atomic[start : start + n], np.float64).copy(),
             )
         )
         start += int(n)
@@ -166,10 +174,10 @@ class BackendPredictor(Predictor):
         """The backend's potential (the model's architecture, output scale and reference energies)."""
         return self.backend.potential
 
-    def predict(self, configs: Sequence[Configuration], stress: bool = False, shape=None) -> list[Prediction]:
+    def predict(
+        self, configs: Sequence[Configuration], stress: bool = False, shape=None, *, atomic: bool = False
+    ) -> list[Prediction]:
+        """As :meth:`Predictor.predict`; with ``atomic`` the atomic energies too."""
         batch = self.graph_batch(configs, shape)
-        if stress:
-            energy, forces, sigma = self.backend.predict_with_stress(self.state, batch)
-            return per_configuration(batch, energy, forces, sigma)
-        energy, forces = self.backend.predict(self.state, batch)
-        return per_configuration(batch, energy, forces)
+        out = self.backend.evaluate(self.state, batch, stress=stress, atomic=atomic)
+        return per_configuration(batch, out.energy, out.forces, out.stress, out.atomic)

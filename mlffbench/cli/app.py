@@ -1,34 +1,26 @@
-"""The ``mlffbench`` command. Heavy imports live inside the command bodies."""
+"""The ``mlffbench`` command. Heavy imports live inside the command bodies: defining the commands
+imports click and the light modules only (settings, errors, the process set-up), so that
+``mlffbench --help`` and a command's ``--help`` start fast."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mlffbench import __version__, settings
 from mlffbench.cli import process
 from mlffbench.cli.dataopts import data_options
+from mlffbench.cli.options import data_dir_option, dataset_option, runs_dir_option, tracking_options
 from mlffbench.cli.process import trains_or_times
-from mlffbench.cli.signals import stop_handlers
-from mlffbench.data.cards import parse_card
-from mlffbench.data.loading import load_dataset
-from mlffbench.data.summary import describe
-from mlffbench.data.user import card_for_files, card_toml, describe_card, request, resolve_card, user_cards
 from mlffbench.errors import ConfigError, MlffbenchError
-from mlffbench.plugin.manager import get_plugins, get_registry
-from mlffbench.runs import record as run_records
-from mlffbench.runs.directory import write_json
-from mlffbench.runs.experiment import RunOptions, train_and_evaluate
-from mlffbench.runs.record import Terminated
-from mlffbench.training.config import parse_value
-from mlffbench.training.metrics import GPA
-from mlffbench.tuning.report import render
-from mlffbench.tuning.study import TuneOptions
-from mlffbench.tuning.study import tune as run_tune
+
+if TYPE_CHECKING:
+    from mlffbench.data.user import DataRequest
+    from mlffbench.runs.experiment import RunOptions
 
 
 def _console():
@@ -44,6 +36,7 @@ def _err_console():
 
 
 def _key_values(items: tuple[str, ...], what: str) -> dict:
+    from mlffbench.training.config import parse_value
 
     out = {}
     for item in items:
@@ -58,6 +51,9 @@ class Group(click.Group):
     """Turns user errors into one red line and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx):
+        from mlffbench.cli.signals import stop_handlers
+        from mlffbench.runs.record import Terminated
+
         try:
             with stop_handlers():  # a batch scheduler's or `timeout`'s SIGTERM stops like Ctrl-C
                 return super().invoke(ctx)
@@ -88,6 +84,8 @@ def plugins() -> None:
     """Installed plugins: name, distribution, version, hooks."""
     from rich.table import Table
 
+    from mlffbench.plugin.manager import get_plugins
+
     loaded = get_plugins()
     table = Table(title="mlffbench plugins")
     for col in ("name", "distribution", "version", "hooks", "status"):
@@ -105,6 +103,8 @@ def plugins() -> None:
 def models() -> None:
     """Registered models."""
     from rich.table import Table
+
+    from mlffbench.plugin.manager import get_registry
 
     registry = get_registry()
     table = Table(title="models")
@@ -149,6 +149,8 @@ def config_command(json_path: Path | None) -> None:
         state = "found" if Path(path).is_file() else "none"
         console.print(f"{kind} file: {path} ({state})", highlight=False)
     if json_path is not None:
+        from mlffbench.runs.directory import write_json
+
         write_json(json_path, record)
 
 
@@ -168,6 +170,9 @@ def datasets(ctx: click.Context, cards_dirs: tuple[str, ...]) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from rich.table import Table
+
+    from mlffbench.data.user import user_cards
+    from mlffbench.plugin.manager import get_registry
 
     registry = get_registry()
     table = Table(title="datasets")
@@ -214,12 +219,19 @@ def datasets(ctx: click.Context, cards_dirs: tuple[str, ...]) -> None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the figures to this JSON file.")
 @click.option("--no-download", is_flag=True, help="Fail instead of downloading missing files.")
 @data_options
-def datasets_show(name: str, data_dir: Path | None, json_path: Path | None, no_download: bool) -> None:
+def datasets_show(
+    name: str, data_dir: Path | None, json_path: Path | None, no_download: bool, data: DataRequest
+) -> None:
     """Configurations, atoms, elements, periodicity and energy/force statistics of NAME
     (a dataset name, a card file, a data file or a folder)."""
     from rich.table import Table
 
-    card = resolve_card(name)
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.summary import describe
+    from mlffbench.data.user import resolve_card
+    from mlffbench.runs.directory import write_json
+
+    card = resolve_card(name, data)
     ds = load_dataset(card, data_dir=data_dir, download=not no_download)
     info = describe(ds, card)
     table = Table(title=f"dataset {card.name}", show_header=False)
@@ -242,12 +254,14 @@ def datasets_show(name: str, data_dir: Path | None, json_path: Path | None, no_d
     "--out", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write the card here (default: print it)."
 )
 @data_options
-def datasets_card(files: tuple[Path, ...], out: Path | None) -> None:
+def datasets_card(files: tuple[Path, ...], out: Path | None, data: DataRequest) -> None:
     """A complete dataset card for FILES (sha256, format, units, counts, elements and which of
     energy/forces/stress are present); saved beside the files, it loads as is."""
+    from mlffbench.data.cards import parse_card
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.user import card_for_files, card_toml, describe_card
 
-    req = request()
-    card = card_for_files([("", Path(f)) for f in files], units=req.units, options=req.options, format=req.format)
+    card = card_for_files([("", Path(f)) for f in files], units=data.units, options=data.options, format=data.format)
     ds = load_dataset(card, download=False)  # checks that the files load with these options
     counts = describe_card(card, ds)
     text = card_toml(card, {**counts, "save as": f"{card.root}/{card.name}.toml (paths are relative to the card)"})
@@ -267,12 +281,7 @@ def datasets_card(files: tuple[Path, ...], out: Path | None) -> None:
 # --------------------------------------------------------------- training
 def _run_options(f):
     options = [
-        click.option(
-            "--dataset",
-            "-d",
-            "dataset",
-            help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).",
-        ),
+        dataset_option,
         click.option("--epochs", type=int, help="Number of epochs."),
         click.option("--batch-size", type=int, help="Configurations per training batch."),
         click.option("--lr", help="Learning rates min,max,final (one-cycle) e.g. 5e-4,3e-3,5e-6."),
@@ -302,18 +311,9 @@ def _run_options(f):
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
             help="Start from these weights (a released parameter archive).",
         ),
-        click.option(
-            "--data-dir",
-            type=click.Path(path_type=Path),
-            help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
-        ),
-        click.option(
-            "--runs-dir",
-            type=click.Path(path_type=Path),
-            help="Where run directories go (default: runs; see `mlffbench config`).",
-        ),
-        click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir)."),
-        click.option("--no-tracking", is_flag=True, help="Do not log to MLflow."),
+        data_dir_option,
+        runs_dir_option("Where run directories go (default: runs; see `mlffbench config`)."),
+        tracking_options,
         click.option("--no-progress", is_flag=True, help="No progress bar."),
     ]
     for option in reversed(options):
@@ -345,7 +345,8 @@ def _collect(
     no_progress,
     resume=None,
     evaluate_split="",
-):
+) -> RunOptions:
+    from mlffbench.runs.experiment import RunOptions
 
     model_params, train_params = {}, {}
     if config_file:
@@ -407,6 +408,8 @@ def _collect(
 def _report(run_dir: Path, metrics: dict) -> None:
     from rich.table import Table
 
+    from mlffbench.training.metrics import GPA
+
     table = Table(title=f"{metrics['model']} on {metrics['dataset']}")
     parts = [part for part in ("val", "test", "all") if part in metrics]
     stress = any("stress_mae" in metrics[part] for part in parts)
@@ -455,13 +458,17 @@ def _report(run_dir: Path, metrics: dict) -> None:
     "--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Continue this run directory."
 )
 @trains_or_times
-def run(model, resume, **kwargs) -> None:
+def run(model, resume, data: DataRequest, **kwargs) -> None:
     """Train MODEL on a dataset and evaluate it on the held-out parts."""
+
+    from mlffbench.data.user import command_request
+    from mlffbench.runs.experiment import train_and_evaluate
 
     if model is None and resume is None:
         raise ConfigError("missing MODEL (see `mlffbench models`)")
     options = _collect(model, resume=resume, **kwargs)
-    run_dir, metrics = train_and_evaluate(options, console=_err_console())
+    with command_request(data):
+        run_dir, metrics = train_and_evaluate(options, console=_err_console())
     _report(run_dir, metrics)
 
 
@@ -482,6 +489,9 @@ def run(model, resume, **kwargs) -> None:
 def runs_command(runs_dir: Path | None, json_path: Path | None, check: bool) -> None:
     """Run directories in RUNS_DIR: model, dataset, split, epochs, status, best validation force MAE, MLflow run."""
     from rich.table import Table
+
+    from mlffbench.runs import record as run_records
+    from mlffbench.runs.directory import write_json
 
     folder = settings.path("runs_dir", runs_dir)
     rows = run_records.list_runs(folder)
@@ -529,15 +539,18 @@ def runs_command(runs_dir: Path | None, json_path: Path | None, check: bool) -> 
     show_default=True,
     help="Which configurations to evaluate.",
 )
-def evaluate(model, evaluate_split, **kwargs) -> None:
+def evaluate(model, evaluate_split, data: DataRequest, **kwargs) -> None:
     """Evaluate MODEL with given weights (--init-from) without training."""
+    from mlffbench.data.user import command_request
+    from mlffbench.runs.experiment import train_and_evaluate
 
     if kwargs.get("init_from") is None:
         raise ConfigError("evaluate needs --init-from PATH (weights to evaluate)")
     kwargs["epochs"], kwargs["time_budget"] = 0, None  # epochs 0 with a time budget would train
     kwargs["no_progress"] = True
     options = _collect(model, evaluate_split=evaluate_split, **kwargs)
-    run_dir, metrics = train_and_evaluate(options, console=_err_console())
+    with command_request(data):
+        run_dir, metrics = train_and_evaluate(options, console=_err_console())
     _report(run_dir, metrics)
 
 
@@ -552,9 +565,7 @@ main.add_command(_compare_command)
 # ------------------------------------------------------------------ tuning
 @main.command()
 @click.argument("model", required=False)
-@click.option(
-    "--dataset", "-d", "dataset", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`)."
-)
+@dataset_option
 @click.option("--study", help="Study name: joins or resumes it (default: a new MODEL-DATASET-TIME study).")
 @click.option(
     "--storage", help="Optuna storage URL, e.g. postgresql://user@host:5432/db (default: sqlite in the runs dir)."
@@ -602,18 +613,11 @@ main.add_command(_compare_command)
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the best config and plots go (default: RUNS_DIR/tune-STUDY).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
+@data_dir_option
+@runs_dir_option(
+    "Where trial runs, the default study database and MLflow store go (default: runs; see `mlffbench config`)."
 )
-@click.option(
-    "--runs-dir",
-    type=click.Path(path_type=Path),
-    help="Where trial runs, the default study database and MLflow store go (default: runs; see `mlffbench config`).",
-)
-@click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir).")
-@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+@tracking_options
 @data_options
 @trains_or_times
 def tune(
@@ -640,8 +644,13 @@ def tune(
     runs_dir,
     tracking_uri,
     no_tracking,
+    data: DataRequest,
 ) -> None:
     """Search MODEL's hyperparameters with Optuna (pruning, resumable, many workers)."""
+    from mlffbench.data.user import command_request
+    from mlffbench.tuning.report import render
+    from mlffbench.tuning.study import TuneOptions
+    from mlffbench.tuning.study import tune as run_tune
 
     if model is None and study is None:
         raise ConfigError("missing MODEL (or --study NAME to resume a study)")
@@ -674,7 +683,8 @@ def tune(
         top=top,
     )
     err = _err_console()  # SIGTERM stops like Ctrl-C (trial marked failed): see Group
-    summary = run_tune(options, log=lambda text: err.print(text, highlight=False, markup=False))
+    with command_request(data):
+        summary = run_tune(options, log=lambda text: err.print(text, highlight=False, markup=False))
     render(summary, _console())
 
 

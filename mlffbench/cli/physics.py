@@ -5,23 +5,16 @@ the work is in :mod:`mlffbench.tasks.conformance`, :mod:`mlffbench.tasks.md` and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
 from mlffbench.cli.dataopts import data_options
 from mlffbench.cli.process import trains_or_times
-from mlffbench.data.loading import load_dataset
-from mlffbench.data.user import card_of_run
 from mlffbench.errors import ConfigError
-from mlffbench.runs.directory import write_json
-from mlffbench.runs.trained import TrainedModel
-from mlffbench.tasks.conformance.command import check_model
-from mlffbench.tasks.conformance.configurations import dataset_configurations
-from mlffbench.tasks.conformance.defects import DEFECTS
-from mlffbench.tasks.conformance.table import report_table
-from mlffbench.tasks.md import MDOptions, run_md
-from mlffbench.tasks.scan import plot, scan_bond, scan_curves
+
+if TYPE_CHECKING:
+    from mlffbench.data.user import DataRequest
 
 
 def _console():
@@ -78,25 +71,31 @@ def _key_values(items, what):
 )
 @data_options
 def check(
-    target, init_from, dataset, config_indices, params, dtype, seed, checkpoint, only, json_path, data_dir
+    target, init_from, dataset, config_indices, params, dtype, seed, checkpoint, only, json_path, data_dir, data
 ) -> None:
     """Run the conformance suite on MODEL (or the model of RUN_DIR): invariances, periodic
     images, forces and stress against finite differences, batching, save/load, determinism,
     cutoff smoothness. Exits 1 when a check fails."""
     import sys
 
-    report = check_model(
-        target,
-        init_from=init_from,
-        dataset=dataset,
-        data_dir=data_dir,
-        model_params=_key_values(params, "--param"),
-        dtype=dtype,
-        seed=seed,
-        checkpoint=checkpoint,
-        config_indices=config_indices or (0,),
-        only=list(only) or None,
-    )
+    from mlffbench.data.user import command_request
+    from mlffbench.runs.directory import write_json
+    from mlffbench.tasks.conformance.command import check_model
+    from mlffbench.tasks.conformance.table import report_table
+
+    with command_request(data):
+        report = check_model(
+            target,
+            init_from=init_from,
+            dataset=dataset,
+            data_dir=data_dir,
+            model_params=_key_values(params, "--param"),
+            dtype=dtype,
+            seed=seed,
+            checkpoint=checkpoint,
+            config_indices=config_indices or (0,),
+            only=list(only) or None,
+        )
     console = _console()
     console.print(report_table(report))
     failed = report.failed()
@@ -111,15 +110,19 @@ def check(
         sys.exit(1)
 
 
-def _start_configuration(model, dataset, config_index, data_dir):
-    """(label, configuration ``config_index`` of ``dataset`` or of the run's dataset)."""
+def _start_configuration(model, dataset, config_index, data_dir, data: DataRequest):
+    """(label, configuration ``config_index`` of ``dataset`` (with the data options ``data``) or
+    of the run's dataset)."""
+    from mlffbench.data.user import card_of_run, command_request
+    from mlffbench.tasks.conformance.configurations import dataset_configurations
 
     name = dataset or model.dataset_name
     if not name:
         raise ConfigError("the run names no dataset: pass --dataset")
     if not dataset and model.run is not None:  # the run's own card (a file's card too)
         name = card_of_run(model.run.config)
-    ((label, config),) = dataset_configurations(name, (config_index,), data_dir or _run_data_dir(model))
+    with command_request(data):  # the label names the dataset as given
+        ((label, config),) = dataset_configurations(name, (config_index,), data_dir or _run_data_dir(model))
     return label, config
 
 
@@ -195,10 +198,15 @@ def md(
     plant,
     out,
     data_dir,
+    data,
 ) -> None:
     """Molecular dynamics with the model of RUN_DIR (ASE): trajectory, NVE drift, temperature,
     steps/s and stability (collapsed when a bond deviates > 0.5 Å or the temperature runs away)."""
     from rich.table import Table
+
+    from mlffbench.runs.trained import TrainedModel
+    from mlffbench.tasks.conformance.defects import DEFECTS
+    from mlffbench.tasks.md import MDOptions, run_md
 
     options = MDOptions(
         steps=steps,
@@ -212,7 +220,7 @@ def md(
         trajectory_interval=traj_interval,
     )
     model = TrainedModel.from_run(run_dir, checkpoint=checkpoint, dtype=dtype)
-    label, config = _start_configuration(model, dataset, config_index, data_dir)
+    label, config = _start_configuration(model, dataset, config_index, data_dir, data)
     predictor = model.predictor()
     if plant:
         predictor = DEFECTS[plant](predictor)
@@ -265,10 +273,17 @@ def md(
     help="Folder with the dataset files (default: the run's, else $MLFFBENCH_DATA_DIR).",
 )
 @data_options
-def scan(run_dir, dataset, curves, bond, config_index, span, dtype, checkpoint, out, data_dir) -> None:
+def scan(run_dir, dataset, curves, bond, config_index, span, dtype, checkpoint, out, data_dir, data) -> None:
     """Energy (and force) of the model of RUN_DIR along dissociation curves against the
     reference (MAE of relative energies per curve), or along a stretched bond."""
+    import numpy as np
     from rich.table import Table
+
+    from mlffbench.data.loading import load_dataset
+    from mlffbench.data.user import resolve_card
+    from mlffbench.runs.directory import write_json
+    from mlffbench.runs.trained import TrainedModel
+    from mlffbench.tasks.scan import plot, scan_bond, scan_curves
 
     model = TrainedModel.from_run(run_dir, checkpoint=checkpoint, dtype=dtype)
     predictor = model.predictor()
@@ -280,11 +295,12 @@ def scan(run_dir, dataset, curves, bond, config_index, span, dtype, checkpoint, 
             raise ConfigError(f"--range must be start:stop:points, got '{span}'") from None
         if not (0 < start < stop and points >= 2):
             raise ConfigError(f"--range needs 0 < start < stop and at least 2 points, got '{span}'")
-        label, config = _start_configuration(model, dataset, config_index, data_dir)
+        label, config = _start_configuration(model, dataset, config_index, data_dir, data)
         result = scan_bond(predictor, config, bond[0], bond[1], np.linspace(start, stop, int(points)))
         result.title += f" in {label}"
     else:
-        ds = load_dataset(dataset or "comp6-s66x8", data_dir=data_dir or _run_data_dir(model), download=False)
+        card = resolve_card(dataset or "comp6-s66x8", data)
+        ds = load_dataset(card, data_dir=data_dir or _run_data_dir(model), download=False)
         result = scan_curves(predictor, ds, groups=list(curves) or None)
     result.files["plot"] = plot(result, out_dir / "scan.png")
     result.files["json"] = str(out_dir / "scan.json")

@@ -7,20 +7,25 @@ inside the command bodies.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from mlffbench import settings
 from mlffbench.cli.dataopts import data_options
+from mlffbench.cli.options import (
+    count_option,
+    data_dir_option,
+    dataset_option,
+    json_option,
+    runs_dir_option,
+    tracking_options,
+)
 from mlffbench.cli.process import trains_or_times
 from mlffbench.errors import ConfigError
-from mlffbench.runs.directory import write_json
-from mlffbench.speed.bench import BenchOptions
-from mlffbench.speed.bench import bench as run_bench
-from mlffbench.speed.bench import render as render_bench
-from mlffbench.speed.compare import CompareOptions
-from mlffbench.speed.compare import compare as run_compare
-from mlffbench.speed.report import render as render_compare
+
+if TYPE_CHECKING:
+    from mlffbench.data.user import DataRequest
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -50,7 +55,7 @@ def _console(stderr: bool = False):
 
 @click.command()
 @click.argument("model", required=False)
-@click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).")
+@dataset_option
 @click.option(
     "--run",
     "run_dir",
@@ -67,32 +72,10 @@ def _console(stderr: bool = False):
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Parameters from these weights (a released archive).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(1),
-    default=7,
-    show_default=True,
-    help="Timed calls per workload (median and spread over them).",
-)
-@click.option(
-    "--warmup",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Warm-up calls per workload (timed apart; they hold the compilation).",
-)
-@click.option(
-    "--train-steps",
-    type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="Optimizer steps per timed training call.",
-)
+@data_dir_option
+@count_option("--repeats", 7, "Timed calls per workload (median and spread over them).")
+@count_option("--warmup", 1, "Warm-up calls per workload (timed apart; they hold the compilation).")
+@count_option("--train-steps", 4, "Optimizer steps per timed training call.")
 @click.option(
     "--infer-batch",
     type=click.IntRange(0),
@@ -102,15 +85,8 @@ def _console(stderr: bool = False):
 @click.option(
     "--sweep", default="1,2,3", show_default=True, help="Supercell sizes n (n×n×n) of the size sweep; 'none' skips it."
 )
-@click.option(
-    "--sweep-repeats", type=click.IntRange(1), default=3, show_default=True, help="Timed calls per supercell size."
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the numbers to this JSON file.",
-)
+@count_option("--sweep-repeats", 3, "Timed calls per supercell size.")
+@json_option()
 @data_options
 @trains_or_times
 def bench(
@@ -131,8 +107,14 @@ def bench(
     sweep,
     sweep_repeats,
     json_path,
+    data: DataRequest,
 ) -> None:
     """Training and inference speed of MODEL: compilation apart, synchronised clocks, median and IQR."""
+    from mlffbench.data.user import command_request
+    from mlffbench.runs.directory import write_json
+    from mlffbench.speed.bench import BenchOptions
+    from mlffbench.speed.bench import bench as run_bench
+    from mlffbench.speed.bench import render as render_bench
 
     train_params = _params(train_items, "--train")
     for key, value in (("batch_size", batch_size), ("dtype", dtype), ("max_configs", max_configs)):
@@ -158,7 +140,8 @@ def bench(
         sweep_repeats=sweep_repeats,
     )
     err = _console(stderr=True)
-    result = run_bench(options, log=lambda text: err.print(text, highlight=False))
+    with command_request(data):
+        result = run_bench(options, log=lambda text: err.print(text, highlight=False))
     render_bench(result, _console())
     if json_path:
         write_json(json_path, result)
@@ -178,7 +161,7 @@ def _model_params(items) -> dict[str, dict]:
 
 @click.command()
 @click.argument("models", nargs=-1)
-@click.option("--dataset", "-d", help="Dataset name (see `mlffbench datasets`; default: ean, see `mlffbench config`).")
+@dataset_option
 @click.option(
     "--epochs", type=int, help="Training budget of every model in epochs (default: the --budget time instead)."
 )
@@ -188,13 +171,7 @@ def _model_params(items) -> dict[str, dict]:
     type=float,
     help="Without --epochs: seconds of training steps (compilation and validation excluded) for every model and seed (default: 180).",
 )
-@click.option(
-    "--seeds",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Training seeds 0..N-1 per model (initialisation and batch order; one split).",
-)
+@count_option("--seeds", 1, "Training seeds 0..N-1 per model (initialisation and batch order; one split).")
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the one split all runs share.")
 @click.option(
     "--param",
@@ -220,41 +197,19 @@ def _model_params(items) -> dict[str, dict]:
     type=float,
     help="Target validation force MAE in meV/Å for the time-to-target (default: 1.1 × the worst final).",
 )
-@click.option(
-    "--repeats", type=click.IntRange(1), default=5, show_default=True, help="Timed calls per model and workload."
-)
-@click.option(
-    "--train-steps",
-    type=click.IntRange(1),
-    default=2,
-    show_default=True,
-    help="Optimizer steps per timed training call.",
-)
+@count_option("--repeats", 5, "Timed calls per model and workload.")
+@count_option("--train-steps", 2, "Optimizer steps per timed training call.")
 @click.option(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the report and plots (default: RUNS_DIR/compare-DATASET-TIME).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Folder with the original dataset files (default: $MLFFBENCH_DATA_DIR).",
-)
-@click.option(
-    "--runs-dir",
-    type=click.Path(path_type=Path),
-    help="Where run directories are found and go (default: runs; see `mlffbench config`).",
-)
-@click.option("--tracking-uri", help="MLflow tracking URI (default: SQLite store in the runs dir).")
-@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+@data_dir_option
+@runs_dir_option("Where run directories are found and go (default: runs; see `mlffbench config`).")
+@tracking_options
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the numbers to this JSON file.",
-)
+@json_option()
 @data_options
 @trains_or_times
 def compare(
@@ -279,8 +234,14 @@ def compare(
     no_tracking,
     no_progress,
     json_path,
+    data: DataRequest,
 ) -> None:
     """Train (or reuse) MODELS on one split and compare accuracy and speed side by side."""
+    from mlffbench.data.user import command_request
+    from mlffbench.runs.directory import write_json
+    from mlffbench.speed.compare import CompareOptions
+    from mlffbench.speed.compare import compare as run_compare
+    from mlffbench.speed.report import render as render_compare
 
     if run_dirs and models:  # `--runs A B C`: the directories after the first arrive as MODELS
         if not all((Path(m) / "config.json").is_file() for m in models):
@@ -316,7 +277,8 @@ def compare(
         progress=not no_progress,
     )
     err = _console(stderr=True)
-    result = run_compare(options, console=err, log=lambda text: err.print(text, highlight=False))
+    with command_request(data):
+        result = run_compare(options, console=err, log=lambda text: err.print(text, highlight=False))
     render_compare(result, _console())
     if json_path:
         write_json(json_path, result)

@@ -11,17 +11,27 @@
   each file's sha256, the format from ASE's detection (``--format`` overrides).
 
 The command line's data options (``--unit``, ``--stress-sign``, ``--key``, ``--format``,
-``--cards``; see :func:`set_request`) are applied to every card resolved in the process; a card
-recorded in a run (config.json ``dataset_card``) is read back as recorded (:func:`card_of_run`).
+``--cards``) are one frozen :class:`DataRequest`, which a command builds from its options
+(:mod:`mlffbench.cli.dataopts`) and passes to :func:`resolve_card` (``request``); a card recorded
+in a run (config.json ``dataset_card``) is read back as recorded (:func:`card_of_run`).
+
+Code that resolves a dataset name without being handed a request (the training, tuning, comparison
+and conformance modules called by a command) gets the request of the command running it:
+:func:`command_request`, entered by the command around that call, scopes it to the call (a
+context variable, reset on exit: nothing outlives the command, and nothing is shared between
+commands run in one process). Pass a request to ``resolve_card`` where you can.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from mlffbench.data import elements
@@ -49,31 +59,66 @@ KEY_FIELDS = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataRequest:
-    """Data options of the command line, applied to every card resolved in this process."""
+    """The data options of one command, applied to every dataset it resolves by name or path:
+    ``units`` (quantity → canonical unit, ``--unit``), card ``options`` (``stress_sign``, the
+    ``*_key`` fields: ``--stress-sign``, ``--key``), ``format`` (``--format``) and card folders
+    ``cards`` (``--cards``). Frozen, its mappings read-only: :meth:`of` parses the options."""
 
-    units: dict[str, str] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
+    units: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
     format: str | None = None
     cards: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "units", MappingProxyType(dict(self.units)))
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "cards", tuple(str(c) for c in self.cards))
+
+    @classmethod
+    def of(
+        cls,
+        units: Iterable[str] = (),
+        stress_sign: str | None = None,
+        keys: Iterable[str] = (),
+        format: str | None = None,
+        cards: Iterable[str] = (),
+    ) -> DataRequest:
+        """From the command line's values: ``units`` ``quantity=unit`` items, ``keys``
+        ``field=KEY`` items (DataError on a bad one), the rest as given."""
+        options = {**parse_keys(keys), **({"stress_sign": stress_sign} if stress_sign else {})}
+        return cls(parse_units(units), options, format or None, tuple(cards))
 
     def empty(self) -> bool:
         return not (self.units or self.options or self.format)
 
 
-_request = DataRequest()
+NO_REQUEST = DataRequest()
+_COMMAND_REQUEST: ContextVar[DataRequest] = ContextVar("mlffbench_data_request", default=NO_REQUEST)
 
 
-def set_request(**changes: Any) -> None:
-    """Set (or, with no value, reset) a data option of the command line."""
-    for key, value in changes.items():
-        default = getattr(DataRequest(), key)
-        setattr(_request, key, value if value else default)
+@contextlib.contextmanager
+def command_request(request: DataRequest) -> Iterator[DataRequest]:
+    """``request`` as the running command's data options inside the block (for code that
+    resolves names without being handed a request, see the module's docstring); the previous
+    value is restored on exit."""
+    token = _COMMAND_REQUEST.set(request)
+    try:
+        yield request
+    finally:
+        _COMMAND_REQUEST.reset(token)
 
 
 def request() -> DataRequest:
-    return _request
+    """The running command's data options (:func:`command_request`; none outside a command)."""
+    return _COMMAND_REQUEST.get()
+
+
+def set_request(**changes: Any) -> None:
+    """Deprecated: the current context's data options with ``changes`` (a false value resets
+    one); they stay until changed again. Use :func:`command_request` or pass a request."""
+    _COMMAND_REQUEST.set(replace(request(), **{k: v if v else getattr(NO_REQUEST, k) for k, v in changes.items()}))
 
 
 def parse_units(items: Iterable[str], where: str = "--unit") -> dict[str, str]:
@@ -101,17 +146,18 @@ def parse_keys(items: Iterable[str], where: str = "--key") -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ card folders
-def card_dirs(extra: Iterable[str] = ()) -> list[Path]:
-    """Folders of user cards: ``$MLFFBENCH_CARDS`` (``dir1:dir2``), then ``--cards``."""
+def card_dirs(extra: Iterable[str] = (), request: DataRequest | None = None) -> list[Path]:
+    """Folders of user cards: ``$MLFFBENCH_CARDS`` (``dir1:dir2``), then the request's ``--cards``, then ``extra``."""
     raw = [p for p in os.environ.get(CARDS_ENV, "").split(os.pathsep) if p.strip()]
-    return [Path(p).expanduser() for p in [*raw, *_request.cards, *extra]]
+    cards = _request_or_command(request).cards
+    return [Path(p).expanduser() for p in [*raw, *cards, *extra]]
 
 
-def user_cards(extra: Iterable[str] = ()) -> list[DatasetCard]:
-    """The cards in the card folders, validated like built-in cards (name = file name)."""
+def user_cards(extra: Iterable[str] = (), request: DataRequest | None = None) -> list[DatasetCard]:
+    """The cards in the card folders (:func:`card_dirs`), validated like built-in cards (name = file name)."""
 
     found: dict[str, DatasetCard] = {}
-    for folder in card_dirs(extra):
+    for folder in card_dirs(extra, request):
         if not folder.is_dir():
             raise DataError(f"{folder}: card folder not found ({CARDS_ENV} / --cards)")
         for path in sorted(folder.glob("*.toml")):
@@ -123,17 +169,25 @@ def user_cards(extra: Iterable[str] = ()) -> list[DatasetCard]:
 
 
 # ------------------------------------------------------------------ resolution
+def _request_or_command(request: DataRequest | None) -> DataRequest:
+    return request if request is not None else _COMMAND_REQUEST.get()
+
+
 def resolve_card(
     name_or_path: str | os.PathLike | DatasetCard,
+    request: DataRequest | None = None,
+    *,
     units: Mapping[str, str] | None = None,
     options: Mapping[str, Any] | None = None,
     format: str | None = None,
 ) -> DatasetCard:
-    """The card of a dataset name, card file, data file(s) or folder, with the data options
-    (arguments, else the command line's) applied."""
-    units = dict(_request.units if units is None else units)
-    options = dict(_request.options if options is None else options)
-    format = format or _request.format
+    """The card of a dataset name, card file, data file(s) or folder, with the data options of
+    ``request`` applied (None: the running command's, :func:`command_request`); ``units``,
+    ``options``, ``format`` given here replace the request's."""
+    req = _request_or_command(request)
+    units = dict(req.units if units is None else units)
+    options = dict(req.options if options is None else options)
+    format = format or req.format
     if isinstance(name_or_path, DatasetCard):
         return _apply(name_or_path, units, options, format)
     text = str(name_or_path)
@@ -141,7 +195,7 @@ def resolve_card(
     registry = get_registry()
     if text in registry.datasets:
         return _apply(registry.datasets[text], units, options, format)
-    for card in user_cards():
+    for card in user_cards(request=req):
         if card.name == text:
             return _apply(card, units, options, format)
     parts = _parts(text)

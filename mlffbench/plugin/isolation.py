@@ -5,7 +5,8 @@ Seen in the wild: importing mace-torch sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
 process (every later ``torch.load`` then unpickles arbitrary objects); importing torch-geometric
 sets ``TORCHINDUCTOR_CACHE_DIR``; nequip's set-up changes torch's default dtype; a torch module's
 construction draws its default initialisation from the global RNG; rich draws from Python's
-RNG when imported. All of it is undone when the build returns.
+RNG when imported; ``torch.set_flush_denormal`` changes the arithmetic of the calling thread. All
+of it is undone when the build returns.
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+_SMALLEST_NORMAL = sys.float_info.min  # a variable: a product of two literals would be folded at compile time
+
+
+def flushes_denormals() -> bool:
+    """Whether this thread's floating-point arithmetic flushes subnormal results to zero (what
+    ``torch.set_flush_denormal(True)`` switches on; torch has no getter): half the smallest normal
+    double is a subnormal number, or 0.0 where they are flushed."""
+    return _SMALLEST_NORMAL * 0.5 == 0.0
 
 
 def _torch_state() -> tuple[Any, Any] | None:
@@ -43,11 +53,12 @@ def _restore_environment(saved: dict[str, str]) -> None:
 @contextlib.contextmanager
 def kept_process_state() -> Iterator[None]:
     """Run the body; afterwards the environment variables, Python's, NumPy's and torch's global
-    RNG states, torch's default dtype and JAX's 64-bit switch are as before (torch and JAX
-    imported inside the body are put back to their import-time defaults)."""
+    RNG states, torch's default dtype, whether subnormals are flushed (:func:`flushes_denormals`)
+    and JAX's 64-bit switch are as before (torch and JAX imported inside the body are put back to
+    their import-time defaults)."""
     environment = dict(os.environ)
     python_rng, numpy_rng = random.getstate(), np.random.get_state()
-    torch_state, x64 = _torch_state(), _jax_x64()
+    torch_state, x64, flush = _torch_state(), _jax_x64(), flushes_denormals()
     try:
         yield
     finally:
@@ -61,6 +72,8 @@ def kept_process_state() -> Iterator[None]:
                 torch.random.set_rng_state(torch_state[1])
             else:  # imported in the body: its generator as at import
                 torch.random.manual_seed(torch.random.initial_seed())
+            if flushes_denormals() != flush:
+                torch.set_flush_denormal(flush)
         jax = sys.modules.get("jax")
         if jax is not None and bool(jax.config.jax_enable_x64) != bool(x64):
             jax.config.update("jax_enable_x64", bool(x64))

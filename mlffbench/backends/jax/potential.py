@@ -19,6 +19,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from mlffbench.backends.base import Outputs
+
 PAD_EDGE_LENGTH = 1.0e3  # Å; any padding edge is this long, far beyond every cutoff
 
 
@@ -101,34 +103,51 @@ class Potential:
         e = self.atomic_energies(params, batch, positions, cell)
         return jax.ops.segment_sum(e, batch.graph_index, num_segments=batch.cell.shape[0])
 
-    def energy_and_forces(self, params, batch: Batch):
-        def total(pos):
-            energies = self.energy(params, batch, positions=pos)
-            return energies.sum(), energies
-
-        (_, energies), grad = jax.value_and_grad(total, has_aux=True)(batch.positions)
-        forces = jnp.where(batch.atom_mask[:, None], -grad, 0.0)
-        return energies, forces
-
-    def energy_forces_stress(self, params, batch: Batch):
-        """(energies (G,), forces (N, 3), stress (G, 3, 3)) from one gradient of the energy with
-        respect to positions and a symmetric strain at ε = 0 (stress as in :meth:`stress`)."""
+    def evaluate(self, params, batch: Batch, forces: bool = True, stress: bool = False, atomic: bool = False):
+        """:class:`~mlffbench.backends.base.Outputs` of one batch: energies (G,), and where asked
+        for forces (N, 3) = -dE/dr, stress (G, 3, 3) = (1/V) dE/dε at a symmetric strain ε = 0
+        (zero for free molecules) and atomic energies (N,), all from one gradient of the energy.
+        Training's losses and the backend's predictions are this function."""
+        if not (forces or stress):
+            e = self.atomic_energies(params, batch)
+            energies = jax.ops.segment_sum(e, batch.graph_index, num_segments=batch.cell.shape[0])
+            return Outputs(energies, atomic=e if atomic else None)
         n_graphs = batch.cell.shape[0]
 
         def total(pos, strain):
-            sym = 0.5 * (strain + jnp.swapaxes(strain, 1, 2))
-            deform = jnp.eye(3, dtype=strain.dtype)[None] + sym
-            strained = jnp.einsum("ni,nij->nj", pos, deform[batch.graph_index])
-            cell = jnp.einsum("gki,gij->gkj", batch.cell, deform)
-            energies = self.energy(params, batch, positions=strained, cell=cell)
-            return energies.sum(), energies
+            cell = None
+            if stress:
+                sym = 0.5 * (strain + jnp.swapaxes(strain, 1, 2))
+                deform = jnp.eye(3, dtype=strain.dtype)[None] + sym
+                pos = jnp.einsum("ni,nij->nj", pos, deform[batch.graph_index])
+                cell = jnp.einsum("gki,gij->gkj", batch.cell, deform)
+            e = self.atomic_energies(params, batch, positions=pos, cell=cell)
+            energies = jax.ops.segment_sum(e, batch.graph_index, num_segments=n_graphs)
+            return energies.sum(), (energies, e if atomic else None)
 
-        strain0 = jnp.zeros((n_graphs, 3, 3), batch.positions.dtype)
-        (_, energies), (grad, de) = jax.value_and_grad(total, argnums=(0, 1), has_aux=True)(batch.positions, strain0)
-        forces = jnp.where(batch.atom_mask[:, None], -grad, 0.0)
-        volume = jnp.abs(jnp.linalg.det(batch.cell))
-        safe = jnp.where(volume > 0, volume, 1.0)
-        return energies, forces, jnp.where((volume > 0)[:, None, None], de / safe[:, None, None], 0.0)
+        strain0 = jnp.zeros((n_graphs, 3, 3), batch.positions.dtype) if stress else None
+        argnums = (0, 1) if forces and stress else (0 if forces else 1)
+        (_, (energies, e)), grads = jax.value_and_grad(total, argnums=argnums, has_aux=True)(batch.positions, strain0)
+        grads = list(grads) if forces and stress else [grads]
+        out = Outputs(energies, atomic=e)
+        if forces:
+            out = out._replace(forces=jnp.where(batch.atom_mask[:, None], -grads.pop(0), 0.0))
+        if stress:
+            (de,) = grads
+            volume = jnp.abs(jnp.linalg.det(batch.cell))
+            safe = jnp.where(volume > 0, volume, 1.0)
+            out = out._replace(stress=jnp.where((volume > 0)[:, None, None], de / safe[:, None, None], 0.0))
+        return out
+
+    def energy_and_forces(self, params, batch: Batch):
+        """(energies (G,), forces (N, 3)): :meth:`evaluate`'s."""
+        out = self.evaluate(params, batch)
+        return out.energy, out.forces
+
+    def energy_forces_stress(self, params, batch: Batch):
+        """(energies (G,), forces (N, 3), stress (G, 3, 3)): :meth:`evaluate`'s."""
+        out = self.evaluate(params, batch, stress=True)
+        return out.energy, out.forces, out.stress
 
     def add_energy_offsets(self, offsets) -> None:
         """Add per-species energy offsets (eV) to the reference energies (fitted after training;
@@ -137,17 +156,4 @@ class Potential:
 
     def stress(self, params, batch: Batch) -> jax.Array:
         """Stress per graph, (G, 3, 3), eV/Å³: (1/V) dE/dε at ε = 0 (zero for free molecules)."""
-        n_graphs = batch.cell.shape[0]
-        strain0 = jnp.zeros((n_graphs, 3, 3), batch.positions.dtype)
-
-        def total(strain):
-            sym = 0.5 * (strain + jnp.swapaxes(strain, 1, 2))
-            deform = jnp.eye(3, dtype=strain.dtype)[None] + sym
-            pos = jnp.einsum("ni,nij->nj", batch.positions, deform[batch.graph_index])
-            cell = jnp.einsum("gki,gij->gkj", batch.cell, deform)
-            return self.energy(params, batch, positions=pos, cell=cell).sum()
-
-        de = jax.grad(total)(strain0)
-        volume = jnp.abs(jnp.linalg.det(batch.cell))
-        safe = jnp.where(volume > 0, volume, 1.0)
-        return jnp.where((volume > 0)[:, None, None], de / safe[:, None, None], 0.0)
+        return self.evaluate(params, batch, forces=False, stress=True).stress

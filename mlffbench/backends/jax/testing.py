@@ -1,5 +1,6 @@
 """Helpers for the tests of JAX model plugins: 64-bit JAX for a test, and an evaluator of a
-plugin's potential on plain configurations through the core's graph batches.
+plugin's potential on plain configurations through the core's prediction path
+(:class:`mlffbench.backends.testing.Evaluator` with the JAX backend).
 
 A plugin's ``conftest.py`` imports the ``x64`` fixture from here to make it available.
 """
@@ -12,10 +13,12 @@ import jax
 import numpy as np
 import pytest
 
-from mlffbench.backends.jax.precision import float64_scope, float_dtype
-from mlffbench.backends.jax.trainer import to_device
+from mlffbench.backends import testing
+from mlffbench.backends.jax.precision import float64_scope
+from mlffbench.backends.jax.trainer import JaxBackend
 from mlffbench.data.stats import SpeciesStats
-from mlffbench.testing import EAN_SPECIES, ean_config, graph_batch
+from mlffbench.testing import EAN_SPECIES, ean_config
+from mlffbench.training.config import TrainConfig
 
 
 @pytest.fixture
@@ -52,49 +55,28 @@ def helpers(evaluator_class, ean_shape, ean_pair_shape) -> SimpleNamespace:
     )
 
 
-class Evaluator:
-    """Energies, forces and stress of plain configurations through the core's batches.
+class Evaluator(testing.Evaluator):
+    """A plugin's JAX potential with ``params`` (no reference energies), in its config's
+    precision (``config.dtype``), on plain configurations through the JAX backend.
 
-    ``build(config, stats)``: the plugin's potential builder (no reference energies here).
-    ``shape`` (fixed padded (n_nodes, n_edges), so that tests share compiled functions) and
-    ``batch_size``: what :meth:`batch` uses when its call does not say.
+    ``build(config, stats)``: the plugin's potential builder, called as the core builds
+    (:meth:`Backend.build_scope`). ``shape`` and ``batch_size``: see
+    :class:`mlffbench.backends.testing.Evaluator`; batches are the backend's device batches.
     """
 
     def __init__(self, build, config, species, params, shape=None, batch_size=None):
         self.config = config
-        self.species = tuple(species)
-        self.params = params
-        self.shape = shape
-        self.batch_size = batch_size
-        stats = SpeciesStats(species=self.species, reference_energies=np.zeros(len(self.species)))
-        self.potential = pot = build(config, stats)
-        # energies, forces and atomic energies in one compiled function
-        self.evaluate_fn = jax.jit(lambda p, b: (*pot.energy_and_forces(p, b), pot.atomic_energies(p, b)))
-        self.energy_fn = jax.jit(pot.energy)
-        self.stress_fn = jax.jit(pot.stress)
+        self.dtype = str(getattr(config, "dtype", "float32"))
+        stats = SpeciesStats(species=tuple(species), reference_energies=np.zeros(len(species)))
+        with JaxBackend.build_scope(self.dtype):
+            potential = build(config, stats)
+        backend = JaxBackend(potential, TrainConfig(dtype=self.dtype))
+        super().__init__(backend, backend.state_of(params), species, config.cutoff, shape, batch_size)
 
-    def batch(self, configs, cutoff=None, batch_size=None, shape=None):
-        """(one device batch of ``configs``: list of (numbers, positions, cell, pbc), number of
-        real edges)."""
-        cutoff = self.config.cutoff if cutoff is None else cutoff
-        shape = self.shape if shape is None else shape
-        batch, n_edges = graph_batch(configs, self.species, cutoff, batch_size or self.batch_size, shape)
-        return to_device(batch, float_dtype()), n_edges
+    @property
+    def params(self):
+        return self.state.params
 
-    def evaluate(self, batch):
-        """(energies (G_real,), forces (N_real, 3), atomic energies (N_real,))."""
-        energy, forces, atomic = self.evaluate_fn(self.params, batch)
-        graphs = np.asarray(batch.graph_mask)
-        atoms = np.asarray(batch.atom_mask)
-        return np.asarray(energy)[graphs], np.asarray(forces)[atoms], np.asarray(atomic)[atoms]
-
-    def energy_forces(self, batch):
-        return self.evaluate(batch)[:2]
-
-    def energy(self, batch, positions=None):
-        if positions is not None:
-            batch = with_positions(batch, positions)
-        return np.asarray(self.energy_fn(self.params, batch))[np.asarray(batch.graph_mask)]
-
-    def stress(self, batch):
-        return np.asarray(self.stress_fn(self.params, batch))[np.asarray(batch.graph_mask)]
+    def with_positions(self, batch, positions):
+        with float64_scope(self.dtype):
+            return with_positions(batch, positions)

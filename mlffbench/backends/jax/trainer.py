@@ -14,7 +14,7 @@ import numpy as np
 import optax
 from flax import serialization
 
-from mlffbench.backends.base import Backend
+from mlffbench.backends.base import Backend, Outputs
 from mlffbench.backends.jax.losses import pointwise
 from mlffbench.backends.jax.potential import Batch, Potential
 from mlffbench.backends.jax.precision import float64_scope
@@ -272,20 +272,33 @@ class JaxBackend(Backend[TrainState]):
         return float(jax.block_until_ready(loss))
 
     @_scoped
-    def predict(self, state: TrainState, batch):
-        dev = to_device(batch, self.dtype)
-        fn = self._compiled(self._predict, self.potential.energy_and_forces, self._shape_key(dev), state.params, dev)
-        energy, forces = jax.block_until_ready(fn(state.params, dev))
-        return np.asarray(energy, np.float64), np.asarray(forces, np.float64)
+    def device_batch(self, batch) -> Batch:
+        return to_device(batch, self.dtype)
 
     @_scoped
+    def state_of(self, params: Any) -> TrainState:
+        params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, self.dtype), params)
+        return TrainState(params, self.optimizer.init(params), jnp.zeros((), jnp.int32))
+
+    def _evaluation(self, params, dev: Batch, forces: bool = True, stress: bool = False, atomic: bool = False):
+        """The compiled :meth:`Potential.evaluate` for these outputs and ``dev``'s bucket shape."""
+        kind = (forces, stress, atomic)
+        fn = functools.partial(self.potential.evaluate, forces=forces, stress=stress, atomic=atomic)
+        return self._compiled(self._predict, fn, (kind, *self._shape_key(dev)), params, dev)
+
+    @_scoped
+    def evaluate(self, state: TrainState, batch, *, forces=True, stress=False, atomic=False):
+        dev = batch if isinstance(batch, Batch) else to_device(batch, self.dtype)
+        out = jax.block_until_ready(self._evaluation(state.params, dev, forces, stress, atomic)(state.params, dev))
+        return Outputs(*(None if v is None else np.asarray(v, np.float64) for v in out))
+
+    def predict(self, state: TrainState, batch):
+        out = self.evaluate(state, batch)
+        return out.energy, out.forces
+
     def predict_with_stress(self, state: TrainState, batch):
-        dev = to_device(batch, self.dtype)
-        fn = self._compiled(
-            self._predict, self.potential.energy_forces_stress, ("stress", *self._shape_key(dev)), state.params, dev
-        )
-        energy, forces, stress = jax.block_until_ready(fn(state.params, dev))
-        return np.asarray(energy, np.float64), np.asarray(forces, np.float64), np.asarray(stress, np.float64)
+        out = self.evaluate(state, batch, stress=True)
+        return out.energy, out.forces, out.stress
 
     @_scoped
     def add_energy_offsets(self, offsets) -> None:
@@ -304,11 +317,11 @@ class JaxBackend(Backend[TrainState]):
     @_scoped
     def inference_fn(self, state: TrainState, batch):
         dev = to_device(batch, self.dtype)
-        params, key = state.params, self._shape_key(dev)
+        params = state.params
 
         def run():  # compiles on the first call (the protocol's warm-up), not here
             with float64_scope(self.config.dtype):
-                return self._compiled(self._predict, self.potential.energy_and_forces, key, params, dev)(params, dev)
+                return self._evaluation(params, dev)(params, dev)
 
         return run
 

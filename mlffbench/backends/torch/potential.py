@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from mlffbench.backends.base import Outputs
+
 
 class EdgeGraph(NamedTuple):
     """What a model sees. N atoms, E real edges, G graphs."""
@@ -164,44 +166,72 @@ class Potential:
         e = e + self._reference(e)[batch.species]
         return torch.where(batch.atom_mask, e, torch.zeros_like(e))
 
-    def energy(self, params, batch: Batch, positions=None, cell=None) -> torch.Tensor:
-        """Total energy per graph, (G,)."""
-        e = self.atomic_energies(params, batch, positions, cell)
+    @staticmethod
+    def _per_graph(e: torch.Tensor, batch: Batch) -> torch.Tensor:
         return torch.zeros(batch.n_graphs, dtype=e.dtype, device=e.device).index_add(0, batch.graph_index, e)
 
-    def energy_and_forces(self, params, batch: Batch, create_graph: bool = False):
-        """(energies (G,), forces (N, 3)); ``create_graph`` keeps the graph for a parameter gradient."""
-        with torch.enable_grad():
-            positions = batch.positions.detach().requires_grad_(True)
-            energies = self.energy(params, batch, positions=positions)
-            (grad,) = torch.autograd.grad(energies.sum(), positions, create_graph=create_graph)
-        forces = torch.where(batch.atom_mask[:, None], -grad, torch.zeros_like(grad))
-        if not create_graph:
-            energies = energies.detach()
-            forces = forces.detach()
-        return energies, forces
+    def energy(self, params, batch: Batch, positions=None, cell=None) -> torch.Tensor:
+        """Total energy per graph, (G,)."""
+        return self._per_graph(self.atomic_energies(params, batch, positions, cell), batch)
 
-    def energy_forces_stress(self, params, batch: Batch, create_graph: bool = False):
-        """(energies (G,), forces (N, 3), stress (G, 3, 3)) from one gradient of the energy with
-        respect to positions and a symmetric strain at ε = 0; ``create_graph`` as in
-        :meth:`energy_and_forces`."""
+    def evaluate(
+        self,
+        params,
+        batch: Batch,
+        forces: bool = True,
+        stress: bool = False,
+        atomic: bool = False,
+        create_graph: bool = False,
+    ) -> Outputs:
+        """:class:`~mlffbench.backends.base.Outputs` of one batch: energies (G,), and where asked
+        for forces (N, 3) = -dE/dr, stress (G, 3, 3) = (1/V) dE/dε at a symmetric strain ε = 0
+        (zero for free molecules) and atomic energies (N,), from one gradient of the energy.
+        ``create_graph`` keeps the graph for a parameter gradient (training's losses); without
+        it every output is detached. Training's losses and the backend's predictions are this."""
+        if not (forces or stress):
+            e = self.atomic_energies(params, batch)
+            energies = self._per_graph(e, batch)
+            if not create_graph:
+                e, energies = e.detach(), energies.detach()
+            return Outputs(energies, atomic=e if atomic else None)
         dtype, device = batch.positions.dtype, batch.positions.device
         with torch.enable_grad():
-            positions = batch.positions.detach().requires_grad_(True)
-            strain = torch.zeros((batch.n_graphs, 3, 3), dtype=dtype, device=device, requires_grad=True)
-            sym = 0.5 * (strain + strain.transpose(1, 2))
-            deform = torch.eye(3, dtype=dtype, device=device)[None] + sym
-            pos = torch.einsum("ni,nij->nj", positions, deform[batch.graph_index])
-            cell = torch.einsum("gki,gij->gkj", batch.cell, deform)
-            energies = self.energy(params, batch, positions=pos, cell=cell)
-            grad, de = torch.autograd.grad(energies.sum(), (positions, strain), create_graph=create_graph)
-        forces = torch.where(batch.atom_mask[:, None], -grad, torch.zeros_like(grad))
-        volume = torch.linalg.det(batch.cell).abs()
-        safe = torch.where(volume > 0, volume, torch.ones_like(volume))
-        stress = torch.where((volume > 0)[:, None, None], de / safe[:, None, None], torch.zeros_like(de))
+            positions = batch.positions.detach().requires_grad_(forces)
+            pos, cell, inputs = positions, None, [positions] if forces else []
+            if stress:
+                strain = torch.zeros((batch.n_graphs, 3, 3), dtype=dtype, device=device, requires_grad=True)
+                sym = 0.5 * (strain + strain.transpose(1, 2))
+                deform = torch.eye(3, dtype=dtype, device=device)[None] + sym
+                pos = torch.einsum("ni,nij->nj", positions, deform[batch.graph_index])
+                cell = torch.einsum("gki,gij->gkj", batch.cell, deform)
+                inputs.append(strain)
+            e = self.atomic_energies(params, batch, positions=pos, cell=cell)
+            energies = self._per_graph(e, batch)
+            grads = list(torch.autograd.grad(energies.sum(), inputs, create_graph=create_graph))
+        out = Outputs(energies, atomic=e if atomic else None)
+        if forces:
+            grad = grads.pop(0)
+            out = out._replace(forces=torch.where(batch.atom_mask[:, None], -grad, torch.zeros_like(grad)))
+        if stress:
+            (de,) = grads
+            volume = torch.linalg.det(batch.cell).abs()
+            safe = torch.where(volume > 0, volume, torch.ones_like(volume))
+            out = out._replace(
+                stress=torch.where((volume > 0)[:, None, None], de / safe[:, None, None], torch.zeros_like(de))
+            )
         if not create_graph:
-            energies, forces, stress = energies.detach(), forces.detach(), stress.detach()
-        return energies, forces, stress
+            out = Outputs(*(None if v is None else v.detach() for v in out))
+        return out
+
+    def energy_and_forces(self, params, batch: Batch, create_graph: bool = False):
+        """(energies (G,), forces (N, 3)): :meth:`evaluate`'s."""
+        out = self.evaluate(params, batch, create_graph=create_graph)
+        return out.energy, out.forces
+
+    def energy_forces_stress(self, params, batch: Batch, create_graph: bool = False):
+        """(energies (G,), forces (N, 3), stress (G, 3, 3)): :meth:`evaluate`'s."""
+        out = self.evaluate(params, batch, stress=True, create_graph=create_graph)
+        return out.energy, out.forces, out.stress
 
     def add_energy_offsets(self, offsets) -> None:
         """Add per-species energy offsets (eV) to the reference energies (fitted after training)."""
@@ -210,15 +240,4 @@ class Potential:
 
     def stress(self, params, batch: Batch) -> torch.Tensor:
         """Stress per graph, (G, 3, 3), eV/Å³: (1/V) dE/dε at ε = 0 (zero for free molecules)."""
-        dtype, device = batch.positions.dtype, batch.positions.device
-        with torch.enable_grad():
-            strain = torch.zeros((batch.n_graphs, 3, 3), dtype=dtype, device=device, requires_grad=True)
-            sym = 0.5 * (strain + strain.transpose(1, 2))
-            deform = torch.eye(3, dtype=dtype, device=device)[None] + sym
-            pos = torch.einsum("ni,nij->nj", batch.positions, deform[batch.graph_index])
-            cell = torch.einsum("gki,gij->gkj", batch.cell, deform)
-            total = self.energy(params, batch, positions=pos, cell=cell).sum()
-            (de,) = torch.autograd.grad(total, strain)
-        volume = torch.linalg.det(batch.cell).abs()
-        safe = torch.where(volume > 0, volume, torch.ones_like(volume))
-        return torch.where((volume > 0)[:, None, None], de / safe[:, None, None], torch.zeros_like(de)).detach()
+        return self.evaluate(params, batch, forces=False, stress=True).stress

@@ -9,28 +9,43 @@ randomness (e.g. dropout) draws from inside a step, so a resumed run repeats an 
 one exactly. Eager PyTorch compiles nothing: ``compile_count`` and ``compile_seconds`` stay 0.
 
 Device: ``$MLFFBENCH_TORCH_DEVICE`` (e.g. ``cpu``, ``cuda``, ``cuda:1``), else CUDA when
-available, else CPU. Precision: ``TrainConfig.dtype``. On the CPU the backend turns on
-``torch.set_flush_denormal(True)`` for the process: subnormal floats (e.g. from the tails of
-Gaussian radial features and their gradients) make x86 arithmetic many times slower, and
-flushing them to zero changes results by less than 1e-38 (float32) per value.
+available, else CPU. Precision: ``TrainConfig.dtype``.
+
+Subnormal floats (e.g. from the tails of Gaussian radial features and their gradients) make x86
+arithmetic many times slower; flushing them to zero changes results by less than 1e-38 (float32)
+per value. On the CPU the backend's own work (``init``, ``train_step``, ``evaluate`` and so every
+prediction, the timed ``inference_fn``) runs with ``torch.set_flush_denormal(True)``, set on entry
+and restored on exit (:func:`flushed_denormals`). It is scoped rather than made a setting of the
+process (:func:`mlffbench.speed.runtime.prepare_process`) because it belongs to the computation,
+not to the command: every command and every caller of the API that computes through the backend
+(``run``, ``bench``, ``compare``, ``tune``, and as well ``evaluate``, ``check``, ``md``, the ASE
+calculator) gets the speed, nobody else's arithmetic in the process changes (a test session, a
+script that also uses torch or NumPy), and the step that sets the process up runs before torch is
+imported, which JAX-only commands never do. Building a model leaves the setting as it was
+(:func:`mlffbench.plugin.isolation.kept_process_state`). The flag is a register of the calling
+thread; threads that torch starts inside the scope (its intra-op pool, on the first parallel
+operation) start with the calling thread's setting, as they did when the backend set it for good.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import platform
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
-from mlffbench.backends.base import Backend
+from mlffbench.backends.base import Backend, Outputs
 from mlffbench.backends.torch.losses import pointwise
 from mlffbench.backends.torch.optim import Optimizer, OptState
 from mlffbench.backends.torch.potential import Batch, Potential, to_device
 from mlffbench.errors import ConfigError, RunError
+from mlffbench.plugin.isolation import flushes_denormals
 from mlffbench.training.config import TrainConfig
 
 DEVICE_ENV = "MLFFBENCH_TORCH_DEVICE"
@@ -79,6 +94,31 @@ def rng_scope(state: torch.Tensor, device: torch.device):
         after.append(torch.get_rng_state())
 
 
+@contextmanager
+def flushed_denormals(device: torch.device) -> Iterator[None]:
+    """The body with subnormal floats flushed to zero on a CPU (``torch.set_flush_denormal``),
+    the previous setting restored afterwards; nothing changes on a GPU, where it is set already,
+    or on a CPU that cannot flush."""
+    if device.type != "cpu" or flushes_denormals() or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _flushing(method):
+    """Run a backend method with subnormals flushed on the CPU (:func:`flushed_denormals`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with flushed_denormals(self.device):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def _initial_rng(seed: int) -> torch.Tensor:
     return torch.Generator().manual_seed(int(seed) + 1).get_state()
 
@@ -107,8 +147,6 @@ class TorchBackend(Backend[TorchState]):
         super().__init__(potential, train_config, force_rms)
         self.dtype = torch.float64 if train_config.dtype == "float64" else torch.float32
         self.device = select_device(device)
-        if self.device.type == "cpu":
-            torch.set_flush_denormal(True)
         self.optimizer = Optimizer(train_config)
 
     # ------------------------------------------------------------------ state
@@ -121,6 +159,18 @@ class TorchBackend(Backend[TorchState]):
             for name, p in self.potential.module.named_parameters()
         }
 
+    def device_batch(self, batch) -> Batch:
+        return self.to_device(batch)
+
+    def state_of(self, params: Any) -> TorchState:
+        """A state of ``params`` (a name → tensor mapping, e.g. a module's ``named_parameters``),
+        detached and in the backend's dtype and device (tensors already so share their storage)."""
+        tensors = {
+            k: v.detach().to(device=self.device, dtype=self.dtype).requires_grad_(True) for k, v in params.items()
+        }
+        return TorchState(tensors, self.optimizer.init(tensors), 0, _initial_rng(0))
+
+    @_flushing
     def init(self, seed: int, example) -> TorchState:
         module = self.potential.module
         with torch.random.fork_rng(devices=[]):
@@ -257,6 +307,7 @@ class TorchBackend(Backend[TorchState]):
             torch.as_tensor(np.asarray(batch.stress_mask), dtype=torch.bool, device=self.device),
         )
 
+    @_flushing
     def train_step(self, state: TorchState, batch, lr: float):
         dev = self.to_device(batch)
         names = list(state.params)
@@ -273,17 +324,20 @@ class TorchBackend(Backend[TorchState]):
     def loss_value(self, loss) -> float:
         return float(loss)
 
-    def predict(self, state: TorchState, batch):
-        dev = self.to_device(batch)
+    @_flushing
+    def evaluate(self, state: TorchState, batch, *, forces=True, stress=False, atomic=False):
+        dev = batch if isinstance(batch, Batch) else self.to_device(batch)
         self.potential.module.eval()
-        energy, forces = self.potential.energy_and_forces(_detached(state.params), dev)
-        return energy.cpu().numpy().astype(np.float64), forces.cpu().numpy().astype(np.float64)
+        out = self.potential.evaluate(_detached(state.params), dev, forces=forces, stress=stress, atomic=atomic)
+        return Outputs(*(None if v is None else v.cpu().numpy().astype(np.float64) for v in out))
+
+    def predict(self, state: TorchState, batch):
+        out = self.evaluate(state, batch)
+        return out.energy, out.forces
 
     def predict_with_stress(self, state: TorchState, batch):
-        dev = self.to_device(batch)
-        self.potential.module.eval()
-        energy, forces, stress = self.potential.energy_forces_stress(_detached(state.params), dev)
-        return tuple(v.cpu().numpy().astype(np.float64) for v in (energy, forces, stress))
+        out = self.evaluate(state, batch, stress=True)
+        return out.energy, out.forces, out.stress
 
     def add_energy_offsets(self, offsets) -> None:
         self.potential.add_energy_offsets(offsets)
@@ -298,7 +352,12 @@ class TorchBackend(Backend[TorchState]):
         dev = self.to_device(batch)
         params = _detached(state.params)
         self.potential.module.eval()
-        return lambda: self.potential.energy_and_forces(params, dev)
+
+        def run():
+            with flushed_denormals(self.device):
+                return self.potential.evaluate(params, dev)
+
+        return run
 
     def peak_device_memory(self) -> int | None:
         if self.device.type != "cuda":

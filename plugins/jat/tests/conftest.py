@@ -1,5 +1,6 @@
 """Shared fixtures of the JAT plugin tests: real data, the released weights, and a small
-evaluator that turns configurations into the core's graph batches.
+evaluator of configurations through the core's prediction path (the core's graph batches,
+the JAX backend's ``evaluate``: mlffbench.backends.jax.testing).
 
 Data: $MLFFBENCH_DATA_DIR, else ``shared/data`` beside the repository. Reference values and
 released weights: $MLFFBENCH_REFERENCE_DIR, else ``shared/reference`` beside the repository.
@@ -63,8 +64,8 @@ def reference_values() -> dict:
 
 
 class Evaluator(jax_testing.Evaluator):
-    """Energies, forces and stress of plain configurations through the core's batches
-    (``batch(configs, cutoff=None, batch_size=None, shape=None)``)."""
+    """Energies, forces, stress and atomic energies of plain configurations through the core's
+    prediction path (``batch(configs, cutoff=None, batch_size=None, shape=None)``)."""
 
     def __init__(self, config: JatConfig, species, params):
         super().__init__(build, config, species, params)

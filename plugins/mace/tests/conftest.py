@@ -1,5 +1,5 @@
 """Shared fixtures of the MACE plugin tests: real data, and a float64 MACE potential with seeded
-random weights evaluated on the core's graph batches.
+random weights evaluated through the core's prediction path (the torch backend).
 
 Data: $MLFFBENCH_DATA_DIR, else ``shared/data`` beside the repository.
 """
@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from mlffbench.backends.torch.potential import to_device
+from mlffbench.backends.torch import testing as torch_testing
 from mlffbench.data.stats import SpeciesStats
 from mlffbench.testing import data_dir, dataset_loader
-from mlffbench.testing import graph_batch as core_graph_batch
 from mlffbench_mace.config import MaceConfig
 from mlffbench_mace.model import build
 
@@ -38,15 +37,15 @@ def datasets(tmp_path_factory):
     return dataset_loader(data_dir(REPO), tmp_path_factory, "mace-cache")
 
 
-class Evaluator:
+class Evaluator(torch_testing.Evaluator):
     """A float64 MACE potential with seeded random weights (mace-torch's distributions plus noise)
     and zero reference energies, on plain configurations (numbers, positions, cell, pbc)."""
 
     def __init__(self, config: MaceConfig, species, seed: int = 0):
         self.config = config
-        self.species = tuple(int(z) for z in species)
-        self.potential = build(config, SpeciesStats(species=self.species, reference_energies=np.zeros(len(species))))
-        module = self.potential.module
+        species = tuple(int(z) for z in species)
+        potential = build(config, SpeciesStats(species=species, reference_energies=np.zeros(len(species))))
+        module = potential.module
         gen = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -56,17 +55,15 @@ class Evaluator:
         with torch.no_grad():
             for p in module.parameters():
                 p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        super().__init__(potential, species, config.r_max)
 
     def batch(self, configs):
-        graph_batch, _ = core_graph_batch(configs, self.species, self.config.r_max)
-        return to_device(graph_batch, torch.float64)
+        return super().batch(configs)[0]
 
     def atomic_energies_forces(self, batch):
-        """(per-atom energies, forces) of the real atoms, numpy; forces by the core's Potential."""
-        with torch.no_grad():
-            e = self.potential.atomic_energies(None, batch)[batch.atom_mask].numpy()
-        _, forces = self.potential.energy_and_forces(None, batch)
-        return e, forces[batch.atom_mask].numpy()
+        """(per-atom energies, forces) of the real atoms, numpy, from the backend's prediction."""
+        out = self.outputs(batch, atomic=True)
+        return out.atomic, out.forces
 
 
 @pytest.fixture(scope="session")

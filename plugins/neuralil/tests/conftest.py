@@ -1,5 +1,6 @@
 """Shared fixtures of the NeuralIL plugin tests: real data, the released weights, and a small
-evaluator that turns configurations into the core's graph batches.
+evaluator of configurations through the core's prediction path (the core's graph batches,
+the JAX backend's ``evaluate``: mlffbench.backends.jax.testing).
 
 Data: $MLFFBENCH_DATA_DIR, else ``shared/data`` beside the repository. Reference values and
 released weights: $MLFFBENCH_REFERENCE_DIR, else ``shared/reference`` beside the repository.
@@ -66,8 +67,9 @@ def reference_values() -> dict:
 
 
 class Evaluator(jax_testing.Evaluator):
-    """Energies, forces, stress and descriptors of plain configurations through the core's
-    batches, with fixed padded shapes (one compilation per function and shape)."""
+    """Energies, forces and stress of plain configurations through the core's prediction path,
+    with fixed padded shapes (one compilation per function and shape); and the model's parts
+    (its own decomposition, not a prediction: atomic energies, Morse part, descriptors)."""
 
     def __init__(self, config: NeuralilConfig, species, params, shape=EAN_SHAPE, batch_size=1):
         super().__init__(build, config, species, params, shape=shape, batch_size=batch_size)

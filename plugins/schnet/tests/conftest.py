@@ -1,5 +1,5 @@
-"""Shared fixtures of the SchNet plugin tests: real data and an evaluator that turns plain
-configurations into the core's graph batches and the torch backend's tensors (float64).
+"""Shared fixtures of the SchNet plugin tests: real data and an evaluator of plain configurations
+through the core's prediction path (the torch backend, float64).
 
 Data: $MLFFBENCH_DATA_DIR, else ``shared/data`` beside the repository.
 """
@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from mlffbench.backends.torch.potential import to_device
+from mlffbench.backends.torch import testing as torch_testing
 from mlffbench.data.stats import SpeciesStats
 from mlffbench.testing import EAN_SPECIES, data_dir, dataset_loader, ean_config
-from mlffbench.testing import graph_batch as core_graph_batch
 from mlffbench_schnet.config import SchnetConfig
 from mlffbench_schnet.model import build
 
@@ -48,41 +47,24 @@ def randomise(module: torch.nn.Module, seed: int, scale: float = 0.05) -> None:
             p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
 
 
-class Evaluator:
+class Evaluator(torch_testing.Evaluator):
     """A float64 SchNet potential with seeded random weights, on plain configurations."""
 
     def __init__(self, config: SchnetConfig, species=EAN_SPECIES, seed: int = 0, references=None):
         self.config = config
-        self.species = tuple(species)
-        refs = np.zeros(len(self.species)) if references is None else np.asarray(references, np.float64)
-        stats = SpeciesStats(species=self.species, reference_energies=refs)
-        self.potential = build(config, stats)
+        species = tuple(species)
+        refs = np.zeros(len(species)) if references is None else np.asarray(references, np.float64)
+        potential = build(config, SpeciesStats(species=species, reference_energies=refs))
         torch.manual_seed(seed)
-        self.potential.module.reset_parameters()
-        self.potential.module.double()
-        randomise(self.potential.module, seed)
+        potential.module.reset_parameters()
+        potential.module.double()
+        randomise(potential.module, seed)
+        super().__init__(potential, species, config.cutoff)
 
     def batch(self, configs, cutoff=None):
-        """One torch batch of ``configs``: list of (numbers, positions, cell, pbc)."""
-        cutoff = self.config.cutoff if cutoff is None else cutoff
-        graph_batch, _ = core_graph_batch(configs, self.species, cutoff)
-        return to_device(graph_batch, torch.float64), graph_batch
-
-    def energy_forces(self, batch):
-        """(energies of the real graphs, forces of the real atoms) as numpy."""
-        energy, forces = self.potential.energy_and_forces(None, batch)
-        return energy[batch.graph_mask].numpy(), forces[batch.atom_mask].numpy()
-
-    def energy(self, batch, positions=None):
-        if positions is not None:
-            pos = batch.positions.clone()
-            pos[: len(positions)] = torch.as_tensor(positions)
-            batch = batch._replace(positions=pos)
-        with torch.no_grad():
-            return self.potential.energy(None, batch)[batch.graph_mask].numpy()
-
-    def stress(self, batch):
-        return self.potential.stress(None, batch)[batch.graph_mask].numpy()
+        """(one torch batch of ``configs``: list of (numbers, positions, cell, pbc), the core's numpy batch)."""
+        graph_batch = self.graph_batch(configs, cutoff)
+        return self.backend.device_batch(graph_batch), graph_batch
 
 
 @pytest.fixture(scope="session")
