@@ -11,7 +11,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to the local CPU wheel (torch==2.13.0): an unpinned torch pulls CUDA builds.
 .venv/bin/python -m pip install -q -e ".[jax,torch,test]" -e plugins/jat -e plugins/neuralil -e plugins/schnet \
-  -e plugins/mace -e plugins/mlip
+  -e plugins/mace -e plugins/mlip -e plugins/ace
 # A PostgreSQL server for the multi-worker tuning test (tests/test_tune_postgres.py starts its own
 # cluster on loopback): Debian's package when the server programs are missing.
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then

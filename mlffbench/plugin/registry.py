@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeAlias, TypeVar
 
 from mlffbench.errors import UnknownNameError
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from mlffbench.plugin.search_space import SearchSpace
 
     # what a model spec's build returns: the potential of its backend
-    BackendPotential = JaxPotential | TorchPotential
+    BackendPotential: TypeAlias = JaxPotential | TorchPotential
+
+FIT_KINDS = ("least-squares",)  # the fitted model kinds (ModelSpec.fit)
 
 Config = TypeVar("Config", bound="DataclassInstance")  # a model's frozen config dataclass
 Config_contra = TypeVar("Config_contra", bound="DataclassInstance", contravariant=True)
@@ -54,6 +56,12 @@ class ModelSpec(Generic[Config]):
     training config (keys ``"model"`` and ``"train"``). ``search_space`` is a
     :class:`mlffbench.plugin.search_space.SearchSpace` (typed dimensions and their mapping to model
     and training overrides) that ``mlffbench tune`` samples.
+
+    ``fit``: "" for a model trained by the shared loop; ``"least-squares"`` for a fitted model,
+    whose predictions are affine in its parameters: ``mlffbench run`` then solves the weighted
+    linear least-squares problem on the training part in closed form (one step, see
+    :mod:`mlffbench.training.fitted`) and writes the same run record. ``fit_options(config)``:
+    the fit's settings from the model config (``ridge``: the relative ridge λ, default 1e-8).
     """
 
     name: str
@@ -71,6 +79,12 @@ class ModelSpec(Generic[Config]):
     # its cutoff (a faithful hard cutoff); the conformance suite then reports the jump
     # instead of failing on it. None: the energy must be smooth.
     hard_cutoff: Callable[[Config], bool] | None = None
+    fit: str = ""  # "" (trained) or one of FIT_KINDS (fitted in closed form)
+    fit_options: Callable[[Config], Mapping[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.fit and self.fit not in FIT_KINDS:
+            raise ValueError(f"model '{self.name}': unknown fit '{self.fit}' (known: {', '.join(FIT_KINDS)})")
 
     def default_config(self, **overrides: Any) -> Config:
         return self.config_class(**overrides)

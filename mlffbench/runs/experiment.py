@@ -8,7 +8,9 @@ mirrored into MLflow. The CLI commands are thin wrappers around the functions he
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata as md
+import math
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from mlffbench.runs.trained import TrainedModel
 from mlffbench.speed.runtime import allocator
 from mlffbench.training.callbacks import RichProgress
 from mlffbench.training.config import TrainConfig, from_dict
+from mlffbench.training.fitted import fit_closed_form, ignored_note
 from mlffbench.training.loop import evaluate, fit
 from mlffbench.training.metrics import GPA, constant_stress_baseline, zero_force_baseline
 
@@ -333,7 +336,14 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     try:
         if tracker and options.resume:
             tracker.backfill(run_dir / runs.CHECKPOINTS)
-        result = fit(
+        train = fit
+        if spec.fit:  # a fitted model: closed-form least squares, one step (mlffbench.training.fitted)
+            train = functools.partial(
+                fit_closed_form, options=spec.fit_options(plan.model_config) if spec.fit_options else None
+            )
+            if console is not None:
+                console.print(ignored_note(train_config), highlight=False)
+        result = train(
             model.backend,
             batcher,
             split,
@@ -366,6 +376,14 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
             energies=energies,
         )
         if tracker:
+            if result.fit:  # the fit's sizes, times and memory, beside the run's metrics
+                tracker.mlflow.log_metrics(
+                    {
+                        f"fit_{k}": float(v)
+                        for k, v in result.fit.items()
+                        if isinstance(v, (int, float)) and math.isfinite(v)
+                    }
+                )
             tracker.finish(run_dir, metrics)
         # last: a run killed before this line is "running" with its process gone (stale), and
         # is finished again by --resume, its MLflow run too
@@ -491,6 +509,7 @@ def _evaluate_and_record(
             "best_epoch": loop.best_epoch,
             "stopped": loop.stopped,
             "n_params": backend.n_params(result.best_state),
+            "fit": result.fit,  # a fitted model's least-squares record; None: trained
             "zero_force_mae": _zero_force_mae(ds, test_idx) if has_forces else None,
             "constant_stress_mae": _constant_stress_mae(ds, split.train, test_idx) if has_stress else None,
             **(energies or {}),

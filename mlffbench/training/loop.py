@@ -60,6 +60,8 @@ class FitResult:
     score_name: str
     # why training ended before its epochs (None: it ran them all); its message is loop.stopped
     stop: StopReason | None = None
+    # a fitted run's record (mlffbench.training.fitted): sizes, times, memory, solver; None: trained
+    fit: dict[str, Any] | None = None
 
 
 def evaluate(
