@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from mlffbench.backends.predictor import Configuration
 from mlffbench.data.loading import load_dataset
-from mlffbench.data.user import resolve_card
+from mlffbench.data.user import card_of_run, resolve_card
 from mlffbench.errors import ConfigError
 from mlffbench.plugin.manager import get_registry
 from mlffbench.runs.experiment import resolve_configs
@@ -36,7 +37,9 @@ def check_model(
 
     Configurations: ``config_indices`` of ``dataset`` when given, else EAN configuration 0
     and rMD17 ethanol configuration 0 (those with elements the model does not know are left
-    out). Species: the run's, else those of ``dataset`` (default EAN).
+    out); for a run whose elements neither has (e.g. HfO2), the first configuration of the
+    run's own dataset with only its elements. Species: the run's, else those of ``dataset``
+    (default EAN).
     """
 
     registry = get_registry()
@@ -65,10 +68,26 @@ def check_model(
         configs = dataset_configurations(dataset, config_indices, data_dir)
     else:
         configs = standard_configurations(data_dir)
+        known = set(model.species)
+        if model.run is not None and not any({int(z) for z in c.numbers} <= known for _, c in configs):
+            configs = _run_configuration(model, data_dir)
     subject = model_under_test(
         model, name=f"{model.spec.name} ({model.source})" if model.source else model.spec.name, seed=seed
     )
     return run_suite(subject, configs, dtype=dtype, only=only)
+
+
+def _run_configuration(model: TrainedModel, data_dir) -> list[tuple[str, Configuration]]:
+    """The first configuration of the run's own dataset that has only the run's elements."""
+
+    assert model.run is not None
+    card = card_of_run(model.run.config)
+    ds = load_dataset(card, data_dir=data_dir or model.run.data_dir, download=False)
+    known = set(model.species)
+    for i in range(ds.n_configs):
+        if {int(z) for z in ds.numbers[ds.atoms_of(i)]} <= known:
+            return [(f"{card.name}[{i}]", Configuration.from_dataset(ds, i))]
+    raise ConfigError(f"no configuration of dataset '{card.name}' has only elements the model {model.spec.name} knows")
 
 
 def _dataset_species(dataset, data_dir) -> tuple[int, ...]:
