@@ -314,6 +314,26 @@ def _callbacks(options: RunOptions, plan: _Plan, tracker, console) -> list:
     return callbacks
 
 
+def _trainer(plan: _Plan, console):
+    """The training step of a run: the shared loop (:func:`mlffbench.training.loop.fit`), or for a
+    fitted model the closed-form least squares in one step (:mod:`mlffbench.training.fitted`)."""
+    spec = plan.spec
+    if not spec.fit:
+        return fit
+    if console is not None:
+        console.print(ignored_note(plan.train_config), highlight=False)
+    return functools.partial(fit_closed_form, options=spec.fit_options(plan.model_config) if spec.fit_options else None)
+
+
+def _log_fit(tracker, result) -> None:
+    """A fitted run's sizes, times and memory as MLflow metrics ``fit_*``, beside the run's metrics."""
+    if result.fit:
+        values = result.fit.items()
+        tracker.mlflow.log_metrics(
+            {f"fit_{k}": float(v) for k, v in values if isinstance(v, (int, float)) and math.isfinite(v)}
+        )
+
+
 def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[str, Any]]:
     """Train (or, with ``epochs=0``, only evaluate) a model and write the run record."""
     plugins = get_plugins()
@@ -336,13 +356,7 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     try:
         if tracker and options.resume:
             tracker.backfill(run_dir / runs.CHECKPOINTS)
-        train = fit
-        if spec.fit:  # a fitted model: closed-form least squares, one step (mlffbench.training.fitted)
-            train = functools.partial(
-                fit_closed_form, options=spec.fit_options(plan.model_config) if spec.fit_options else None
-            )
-            if console is not None:
-                console.print(ignored_note(train_config), highlight=False)
+        train = _trainer(plan, console)
         result = train(
             model.backend,
             batcher,
@@ -376,14 +390,7 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
             energies=energies,
         )
         if tracker:
-            if result.fit:  # the fit's sizes, times and memory, beside the run's metrics
-                tracker.mlflow.log_metrics(
-                    {
-                        f"fit_{k}": float(v)
-                        for k, v in result.fit.items()
-                        if isinstance(v, (int, float)) and math.isfinite(v)
-                    }
-                )
+            _log_fit(tracker, result)
             tracker.finish(run_dir, metrics)
         # last: a run killed before this line is "running" with its process gone (stale), and
         # is finished again by --resume, its MLflow run too
