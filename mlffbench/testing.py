@@ -93,3 +93,27 @@ def tampered_npz(tmp_path: Path, weights_path: Path, change, keep_metadata: bool
     if keep_metadata:
         shutil.copy(weights_path.with_suffix(".json"), path.with_suffix(".json"))
     return path
+
+
+def emt_frames(n: int = 12, seed: int = 0, repeat: tuple[int, int, int] = (2, 1, 1)):
+    """``n`` periodic fcc cells (the cubic 4-atom cell repeated ``repeat`` times) of random Cu/Al/Ni
+    composition, strained by up to 3 % and rattled by 0.08 Å, with ASE's EMT energy, forces and
+    stress (eV, eV/Å, eV/Å³, ASE sign) as single-point results: ASE ``Atoms`` to write with
+    ``ase.io.write``."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
+        atoms.symbols = rng.choice(["Cu", "Al", "Ni"], size=len(atoms))
+        strain = rng.uniform(-0.03, 0.03, (3, 3))
+        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (strain + strain.T)), scale_atoms=True)
+        atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
+        atoms.calc = EMT()
+        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
+        frames.append(atoms)
+    return frames

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlffbench.cli.app import main
+from mlffbench.testing import emt_frames
 
 SMALL = {
     "mace": {"num_channels": 8, "max_L": 1, "max_ell": 2, "correlation": 2, "num_interactions": 1, "radial_mlp": [16]},
@@ -31,22 +32,8 @@ TRAIN = {"batch_size": 2, "eval_batch_size": 2, "epochs": 1, "seed": 0, "stress_
 @pytest.fixture(scope="module")
 def emt_file(tmp_path_factory):
     import ase.io
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
 
-    rng = np.random.default_rng(7)
-    frames = []
-    for _ in range(8):
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 1))
-        atoms.symbols = rng.choice(["Cu", "Al", "Ni"], size=len(atoms))
-        strain = rng.uniform(-0.03, 0.03, (3, 3))
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (strain + strain.T)), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
-        atoms.calc = EMT()
-        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
-        frames.append(atoms)
+    frames = emt_frames(8, seed=7, repeat=(2, 2, 1))
     path = tmp_path_factory.mktemp("emt") / "cualni.extxyz"
     ase.io.write(path, frames, format="extxyz")
     return path

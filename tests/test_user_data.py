@@ -1,6 +1,6 @@
 """Your own data: paths as datasets, user cards, declared units and stress conventions, bad input.
 
-The periodic data with stress is made here by ASE's EMT calculator on rattled and strained
+The periodic data with stress is made by ASE's EMT calculator (mlffbench.testing.emt_frames) on rattled and strained
 Cu/Al/Ni fcc cells; the molecular data is rMD17 ethanol written to extxyz by ASE.
 """
 
@@ -15,6 +15,7 @@ import pytest
 
 from mlffbench.data import units
 from mlffbench.errors import DataError
+from mlffbench.testing import emt_frames
 
 # a tiny SchNet (PyTorch: nothing to compile) for one epoch: these tests are about the data path
 QUICK = [
@@ -42,28 +43,6 @@ QUICK = [
 
 
 # ------------------------------------------------------------------ data
-def emt_frames(n: int = 12, seed: int = 0):
-    """``n`` periodic 8-atom fcc cells of random Cu/Al/Ni composition, strained by up to 3 %
-    and rattled by 0.08 Å, with EMT energy, forces and stress (eV, eV/Å, eV/Å³, ASE sign)."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    rng = np.random.default_rng(seed)
-    frames = []
-    for _ in range(n):
-        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
-        atoms.symbols = rng.choice(["Cu", "Al", "Ni"], size=len(atoms))
-        strain = rng.uniform(-0.03, 0.03, (3, 3))
-        atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (strain + strain.T)), scale_atoms=True)
-        atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
-        atoms.calc = EMT()
-        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
-        frames.append(atoms)
-    return frames
-
-
 def write_variants(frames, folder: Path) -> dict[str, tuple[Path, dict, dict]]:
     """The same frames as extxyz with the stress in eV/Å³ (ASE sign), GPa, kbar with VASP's
     sign and Voigt order (xx yy zz xy yz zx), and as a virial W = -sigma V; each with the card
