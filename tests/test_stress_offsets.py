@@ -331,11 +331,8 @@ def test_force_only_run_offsets_survive_restore_and_stress_is_reported(tmp_path)
     )
     from mlffbench.data import user
 
-    user.set_request(units={"stress": "eV/angstrom^3"})  # as --unit stress=eV/angstrom^3
-    try:
+    with user.command_request(user.DataRequest(units={"stress": "eV/angstrom^3"})):  # as --unit stress=eV/angstrom^3
         run_dir, metrics = train_and_evaluate(options)
-    finally:
-        user.set_request(units={})
     assert metrics["energies"] == "offset-fitted"
     assert set(metrics["energy_offsets"]) == {"Al", "Cu"}
     assert "stress_mae" in metrics["test"] and metrics["constant_stress_mae"] > 0

@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -113,12 +113,6 @@ def command_request(request: DataRequest) -> Iterator[DataRequest]:
 def request() -> DataRequest:
     """The running command's data options (:func:`command_request`; none outside a command)."""
     return _COMMAND_REQUEST.get()
-
-
-def set_request(**changes: Any) -> None:
-    """Deprecated: the current context's data options with ``changes`` (a false value resets
-    one); they stay until changed again. Use :func:`command_request` or pass a request."""
-    _COMMAND_REQUEST.set(replace(request(), **{k: v if v else getattr(NO_REQUEST, k) for k, v in changes.items()}))
 
 
 def parse_units(items: Iterable[str], where: str = "--unit") -> dict[str, str]:
