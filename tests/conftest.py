@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,13 @@ from mlffbench.speed import runtime
 # The tests train with the XLA CPU flags of the commands that train or time, set here before any
 # test imports jax (importing mlffbench changes nothing; docs/process-setup.md).
 runtime.set_xla_flags()
+# ... and with JAX's persistent compilation cache, in one folder for the session and every command
+# it starts (a fresh folder: what a test compiles, it compiles once; no test reads ~/.cache).
+if not os.environ.get(runtime.JAX_CACHE_DIR):
+    _compiled = tempfile.mkdtemp(prefix="mlffbench-jax-compiled-")
+    atexit.register(shutil.rmtree, _compiled, True)
+    os.environ[runtime.JAX_CACHE_DIR] = _compiled
+runtime.set_compilation_cache()
 
 
 def _data_dir() -> Path:

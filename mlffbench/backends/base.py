@@ -47,12 +47,16 @@ class Backend(ABC, Generic[State]):
 
     A state is opaque to the loop: parameters plus optimizer state. Every method taking
     a batch takes a :class:`mlffbench.graph.batching.GraphBatch` (numpy) and converts it.
-    ``compile_count`` / ``compile_seconds`` count compilations (one per bucket shape).
+    ``compile_count`` / ``compile_seconds`` count compilations (one per bucket shape), the
+    ``cache_loads`` among them (and their ``cache_load_seconds``) were loaded from a persistent
+    compilation cache instead (:func:`mlffbench.speed.runtime.set_compilation_cache`).
     """
 
     name: str = ""
     compile_count: int = 0
     compile_seconds: float = 0.0
+    cache_loads: int = 0
+    cache_load_seconds: float = 0.0
 
     def __init__(self, potential: Any, train_config: TrainConfig, force_rms: float = 1.0) -> None:
         self.potential = potential
@@ -60,6 +64,8 @@ class Backend(ABC, Generic[State]):
         self.force_rms = float(force_rms)
         self.compile_count = 0
         self.compile_seconds = 0.0
+        self.cache_loads = 0
+        self.cache_load_seconds = 0.0
 
     @classmethod
     def precision(cls, dtype: str) -> contextlib.AbstractContextManager[Any]:

@@ -510,6 +510,8 @@ def _evaluate_and_record(
             "train_configs_per_s": loop.train_configs / loop.train_seconds if loop.train_seconds > 0 else None,
             "compile_s": backend.compile_seconds,
             "compile_count": backend.compile_count,
+            # of those: programs loaded from JAX's persistent compilation cache, not compiled
+            "compile_cache": {"loads": backend.cache_loads, "load_s": backend.cache_load_seconds},
             "train_s": loop.train_seconds,
             "wall_s": loop.wall_seconds,
             "epochs": loop.epoch,
