@@ -159,3 +159,22 @@ def test_xla_flags_keep_the_users_choice():
     assert runtime.xla_flags({}) == f"--{runtime.XLA_YNN_FLAG}="
     assert runtime.xla_flags({"XLA_FLAGS": "--xla_dump_to=/tmp/x"}) == f"--xla_dump_to=/tmp/x --{runtime.XLA_YNN_FLAG}="
     assert runtime.xla_flags({"XLA_FLAGS": f"--{runtime.XLA_YNN_FLAG}=default"}) is None
+
+
+def test_the_compilation_cache_folder_is_chosen_from_the_environment(tmp_path):
+    cache = str(tmp_path / "cache")
+    # default: in mlffbench's cache folder; every compiled program kept
+    env = {"MLFFBENCH_CACHE_DIR": cache}
+    assert runtime.set_compilation_cache(env) == str(Path(cache) / "jax-compiled")
+    assert env[runtime.JAX_CACHE_DIR] == str(Path(cache) / "jax-compiled")
+    assert env[runtime.JAX_CACHE_MIN_SECONDS] == "0"
+    # a folder of one's own
+    env = {"MLFFBENCH_CACHE_DIR": cache, runtime.COMPILE_CACHE_ENV: str(tmp_path / "mine")}
+    assert runtime.set_compilation_cache(env) == str(tmp_path / "mine")
+    # JAX's own variables win, the minimum compile time too
+    env = {runtime.JAX_CACHE_DIR: "/elsewhere", runtime.JAX_CACHE_MIN_SECONDS: "2", runtime.COMPILE_CACHE_ENV: "x"}
+    assert runtime.set_compilation_cache(env) == "/elsewhere" and env[runtime.JAX_CACHE_MIN_SECONDS] == "2"
+    # off: nothing is set
+    for off in ("off", "0", "False"):
+        env = {runtime.COMPILE_CACHE_ENV: off}
+        assert runtime.set_compilation_cache(env) is None and env == {runtime.COMPILE_CACHE_ENV: off}
