@@ -17,6 +17,7 @@ from mlffbench.backends.jax.models import init_params, make_module, param_shapes
 from mlffbench.backends.jax.models import param_dtype as _param_dtype
 from mlffbench.backends.jax.potential import EdgeGraph, Potential
 from mlffbench.data.stats import ModelStats
+from mlffbench.errors import ConfigError
 from mlffbench_jat.config import JatConfig
 
 LAYERNORM_EPS = 1e-6
@@ -274,5 +275,13 @@ def build(config: JatConfig, stats: ModelStats) -> Potential:
     padding edges at the last atom. Feed it only such batches (or use :func:`make_model`).
     """
     species = tuple(int(z) for z in stats.species)
+    if len(species) == 1:
+        # every message is the sender's species projection; the attention only weights them, so with one
+        # element each layer averages identical vectors: E = N × a constant, F = 0 (docs/models/jat.md)
+        raise ConfigError(
+            f"jat: the data has one element (Z={species[0]}); JAT's messages carry only the sender's "
+            "element, so its energy would not depend on the positions (forces 0): use a model with "
+            "distance-dependent messages (neuralil, schnet, mace, ...)"
+        )
     module = make_model(config, len(species), sorted_receivers=True)
     return Potential(module, reference_energies(stats, len(species), config.species_energy_shift, "jat"))
