@@ -86,7 +86,13 @@ def test_block_and_allow_lists(site):
 
 def test_every_hook_is_documented():
     hooks = [name for name in dir(hookspecs) if name.startswith("mlffbench_")]
-    assert set(hooks) == {"mlffbench_models", "mlffbench_datasets", "mlffbench_formats", "mlffbench_run_finished"}
+    assert set(hooks) == {
+        "mlffbench_models",
+        "mlffbench_datasets",
+        "mlffbench_formats",
+        "mlffbench_tasks",
+        "mlffbench_run_finished",
+    }
     for name in hooks:
         assert getattr(hookspecs, name).__doc__, name
 

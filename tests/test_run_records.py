@@ -187,3 +187,29 @@ def test_failing_checkpoint_write_keeps_the_previous_one(tmp_path):
     assert last.read_bytes() == before
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
     assert json.loads((run_dir / "status.json").read_text())["state"] == "failed"
+
+
+def test_four_runs_started_at_once_in_a_fresh_runs_dir_all_finish_recorded(tmp_path):
+    """MLflow creates a new SQLite store's schema when it first opens it; four processes doing it
+    at once used to fail ("table experiments already exists") and leave half a run directory."""
+    env = {**os.environ, "COLUMNS": "200"}
+    procs = [
+        subprocess.Popen(
+            CLI + ["run", "schnet", *SMALL, "--epochs", "1", "--seed", str(seed), "--runs-dir", "runs"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(4)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-2000:] for _, err in outs]
+    run_dirs = sorted(p for p in (tmp_path / "runs").iterdir() if (p / "config.json").is_file())
+    assert len(run_dirs) == 4
+    for run_dir in run_dirs:
+        run, steps = mlflow_record(run_dir)
+        assert run.info.status == "FINISHED" and steps == [1]
+    # nothing else: no directory of a run that never started
+    assert {p.name for p in (tmp_path / "runs").iterdir() if p.is_dir()} == {d.name for d in run_dirs} | {"mlartifacts"}

@@ -697,6 +697,13 @@ main.add_command(_check_command)
 main.add_command(_md_command)
 main.add_command(_scan_command)
 
+# ------------------------------------------------------------------- tasks
+from mlffbench.cli.tasks import task as _task_command
+from mlffbench.cli.tasks import tasks as _tasks_command
+
+main.add_command(_tasks_command)
+main.add_command(_task_command)
+
 
 def entry() -> None:
     """The console script. The commands that train or time set up the process themselves, and may

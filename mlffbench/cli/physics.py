@@ -5,16 +5,12 @@ the work is in :mod:`mlffbench.tasks.conformance`, :mod:`mlffbench.tasks.md` and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from mlffbench.cli.dataopts import data_options
 from mlffbench.cli.process import trains_or_times
 from mlffbench.errors import ConfigError
-
-if TYPE_CHECKING:
-    from mlffbench.data.user import DataRequest
 
 
 def _console():
@@ -80,22 +76,33 @@ def check(
 
     from mlffbench.data.user import command_request
     from mlffbench.runs.directory import write_json
+    from mlffbench.runs.trained import TrainedModel
+    from mlffbench.tasks.base import run_task
+    from mlffbench.tasks.builtin import CHECK
     from mlffbench.tasks.conformance.command import check_model
     from mlffbench.tasks.conformance.table import report_table
 
-    with command_request(data):
-        report = check_model(
-            target,
-            init_from=init_from,
-            dataset=dataset,
-            data_dir=data_dir,
-            model_params=_key_values(params, "--param"),
-            dtype=dtype,
-            seed=seed,
-            checkpoint=checkpoint,
-            config_indices=config_indices or (0,),
-            only=list(only) or None,
-        )
+    if (Path(target) / "config.json").is_file():  # the `check` task on the run's model
+        if init_from is not None or params:
+            raise ConfigError("--init-from and --param apply to a model name, not to a run directory")
+        with command_request(data):
+            model = TrainedModel.from_run(Path(target), checkpoint=checkpoint, dtype=dtype)
+            options = {"dataset": dataset, "config_index": config_indices or (0,), "only": ",".join(only), "seed": seed}
+            report = run_task(CHECK, model, options, data_dir=data_dir).raw
+    else:
+        with command_request(data):
+            report = check_model(
+                target,
+                init_from=init_from,
+                dataset=dataset,
+                data_dir=data_dir,
+                model_params=_key_values(params, "--param"),
+                dtype=dtype,
+                seed=seed,
+                checkpoint=checkpoint,
+                config_indices=config_indices or (0,),
+                only=list(only) or None,
+            )
     console = _console()
     console.print(report_table(report))
     failed = report.failed()
@@ -108,26 +115,6 @@ def check(
         write_json(json_path, report.to_dict())
     if failed:
         sys.exit(1)
-
-
-def _start_configuration(model, dataset, config_index, data_dir, data: DataRequest):
-    """(label, configuration ``config_index`` of ``dataset`` (with the data options ``data``) or
-    of the run's dataset)."""
-    from mlffbench.data.user import card_of_run, command_request
-    from mlffbench.tasks.conformance.configurations import dataset_configurations
-
-    name = dataset or model.dataset_name
-    if not name:
-        raise ConfigError("the run names no dataset: pass --dataset")
-    if not dataset and model.run is not None:  # the run's own card (a file's card too)
-        name = card_of_run(model.run.config)
-    with command_request(data):  # the label names the dataset as given
-        ((label, config),) = dataset_configurations(name, (config_index,), data_dir or _run_data_dir(model))
-    return label, config
-
-
-def _run_data_dir(model):
-    return model.run.data_dir if model.run is not None else None
 
 
 def _out_dir(out, run_dir: Path, what: str) -> Path:
@@ -204,11 +191,13 @@ def md(
     steps/s and stability (collapsed when a bond deviates > 0.5 Å or the temperature runs away)."""
     from rich.table import Table
 
+    from mlffbench.data.user import command_request
     from mlffbench.runs.trained import TrainedModel
-    from mlffbench.tasks.conformance.defects import DEFECTS
-    from mlffbench.tasks.md import MDOptions, run_md
+    from mlffbench.tasks.base import run_task
+    from mlffbench.tasks.builtin import MD
+    from mlffbench.tasks.md import MDOptions
 
-    options = MDOptions(
+    MDOptions(  # every option checked before the model loads
         steps=steps,
         ensemble=ensemble,
         temperature_K=temperature,
@@ -220,15 +209,28 @@ def md(
         trajectory_interval=traj_interval,
     )
     model = TrainedModel.from_run(run_dir, checkpoint=checkpoint, dtype=dtype)
-    label, config = _start_configuration(model, dataset, config_index, data_dir, data)
-    predictor = model.predictor()
-    if plant:
-        predictor = DEFECTS[plant](predictor)
-    out_dir = _out_dir(out, run_dir, "md")
-    result = run_md(predictor, config, options, out_dir)
+    options = {
+        "steps": steps,
+        "ensemble": ensemble,
+        "temperature": temperature,
+        "timestep": timestep,
+        "thermostat": thermostat,
+        "friction": friction,
+        "taut": taut,
+        "dataset": dataset,
+        "config_index": config_index,
+        "seed": seed,
+        "traj_interval": traj_interval,
+        "plant": plant,
+        "out": _out_dir(out, run_dir, "md"),
+    }
+    with command_request(data):  # the `md` task, its result also in RUN_DIR/tasks/md
+        task_result = run_task(MD, model, options, data_dir=data_dir)
+    result, label = task_result.raw, task_result.data["label"]
     s = result.summary()
     table = Table(
-        title=f"{ensemble.upper()} MD of {model.spec.name} from {label} ({config.n_atoms} atoms)", show_header=False
+        title=f"{ensemble.upper()} MD of {model.spec.name} from {label} ({task_result.data['n_atoms']} atoms)",
+        show_header=False,
     )
     table.add_column("", style="bold")
     table.add_column("")
@@ -276,18 +278,15 @@ def md(
 def scan(run_dir, dataset, curves, bond, config_index, span, dtype, checkpoint, out, data_dir, data) -> None:
     """Energy (and force) of the model of RUN_DIR along dissociation curves against the
     reference (MAE of relative energies per curve), or along a stretched bond."""
-    import numpy as np
     from rich.table import Table
 
-    from mlffbench.data.loading import load_dataset
-    from mlffbench.data.user import resolve_card
-    from mlffbench.runs.directory import write_json
+    from mlffbench.data.user import command_request
     from mlffbench.runs.trained import TrainedModel
-    from mlffbench.tasks.scan import plot, scan_bond, scan_curves
+    from mlffbench.tasks.base import run_task
+    from mlffbench.tasks.builtin import SCAN
 
     model = TrainedModel.from_run(run_dir, checkpoint=checkpoint, dtype=dtype)
-    predictor = model.predictor()
-    out_dir = _out_dir(out, run_dir, "scan")
+    distances = None
     if bond:
         try:
             start, stop, points = (float(v) for v in span.split(":"))
@@ -295,16 +294,17 @@ def scan(run_dir, dataset, curves, bond, config_index, span, dtype, checkpoint, 
             raise ConfigError(f"--range must be start:stop:points, got '{span}'") from None
         if not (0 < start < stop and points >= 2):
             raise ConfigError(f"--range needs 0 < start < stop and at least 2 points, got '{span}'")
-        label, config = _start_configuration(model, dataset, config_index, data_dir, data)
-        result = scan_bond(predictor, config, bond[0], bond[1], np.linspace(start, stop, int(points)))
-        result.title += f" in {label}"
-    else:
-        card = resolve_card(dataset or "comp6-s66x8", data)
-        ds = load_dataset(card, data_dir=data_dir or _run_data_dir(model), download=False)
-        result = scan_curves(predictor, ds, groups=list(curves) or None)
-    result.files["plot"] = plot(result, out_dir / "scan.png")
-    result.files["json"] = str(out_dir / "scan.json")
-    write_json(out_dir / "scan.json", {"summary": result.summary(), "curves": [c.to_dict() for c in result.curves]})
+        distances = (start, stop, points)
+    options = {
+        "dataset": dataset,
+        "curves": ",".join(curves),
+        "bond": tuple(bond) if bond else None,
+        "config_index": config_index,
+        "out": _out_dir(out, run_dir, "scan"),
+        **({"range": distances} if distances else {}),
+    }
+    with command_request(data):  # the `scan` task, its result also in RUN_DIR/tasks/scan
+        result = run_task(SCAN, model, options, data_dir=data_dir).raw
     console = _console()
     table = Table(title=f"{model.spec.name}: {result.title}")
     for col in ("curve", "points", "distance Å", "ΔE MAE meV", "F MAE meV/Å", "note"):

@@ -209,6 +209,13 @@ def _model_params(items) -> dict[str, dict]:
 @runs_dir_option("Where run directories are found and go (default: runs; see `mlffbench config`).")
 @tracking_options
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option(
+    "--task",
+    "task_names",
+    multiple=True,
+    help="Run this task (see `mlffbench tasks`) on each model first; results kept in the runs are shown anyway.",
+)
+@click.option("--task-option", "task_items", multiple=True, help="TASK:name=value for a --task (repeatable).")
 @json_option()
 @data_options
 @trains_or_times
@@ -233,6 +240,8 @@ def compare(
     tracking_uri,
     no_tracking,
     no_progress,
+    task_names,
+    task_items,
     json_path,
     data: DataRequest,
 ) -> None:
@@ -255,7 +264,22 @@ def compare(
             raise ConfigError(f"set {key} with --{key.replace('_', '-')}{'s' if key == 'seed' else ''}, not --train")
     if target is not None and not target > 0:
         raise ConfigError(f"--target must be a positive force MAE in meV/Å, got {target}")
+    from mlffbench.plugin.manager import get_registry
+
+    for name in task_names:
+        get_registry().task(name)  # an unknown task stops here, before anything trains
+    task_options: dict[str, dict[str, str]] = {}
+    for item in task_items:
+        key, sep, value = item.partition("=")
+        task_name, colon, option = key.partition(":")
+        if not (sep and colon and option) or task_name not in task_names:
+            raise ConfigError(f"--task-option '{item}' must be TASK:name=value for a TASK given with --task")
+        task_options.setdefault(task_name, {})[option.strip()] = value
+    for name, values in task_options.items():
+        get_registry().task(name).resolve(values)
     options = CompareOptions(
+        tasks=tuple(task_names),
+        task_options=task_options,
         models=tuple(models),
         dataset=dataset or (settings.get("dataset") if not run_dirs else ""),
         epochs=epochs,

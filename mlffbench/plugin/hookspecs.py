@@ -15,6 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from mlffbench.plugin.registry import DatasetCard, FormatSpec, ModelSpec
+    from mlffbench.tasks.base import TaskSpec
 
 hookspec = pluggy.HookspecMarker("mlffbench")
 
@@ -32,6 +33,12 @@ def mlffbench_datasets(register: Callable[[DatasetCard], None]) -> None:
 @hookspec
 def mlffbench_formats(register: Callable[[FormatSpec], None]) -> None:
     """Register file-format adapters (:class:`mlffbench.plugin.registry.FormatSpec`)."""
+
+
+@hookspec
+def mlffbench_tasks(register: Callable[[TaskSpec], None]) -> None:
+    """Register benchmark tasks (:class:`mlffbench.tasks.base.TaskSpec`), one call per task:
+    ``mlffbench task NAME RUN_DIR`` runs one on a trained model and writes ``tasks/NAME/result.json``."""
 
 
 @hookspec

@@ -83,6 +83,7 @@ def _collect(plugins: Plugins) -> None:
         ("mlffbench_formats", "formats"),
         ("mlffbench_datasets", "datasets"),
         ("mlffbench_models", "models"),
+        ("mlffbench_tasks", "tasks"),
     ):
         caller = getattr(pm.hook, hook_name)
         for impl in caller.get_hookimpls():

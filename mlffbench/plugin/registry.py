@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mlffbench.data.stats import ModelStats
     from mlffbench.data.structures import StructureSet
     from mlffbench.plugin.search_space import SearchSpace
+    from mlffbench.tasks.base import TaskSpec
 
     # what a model spec's build returns: the potential of its backend
     BackendPotential: TypeAlias = JaxPotential | TorchPotential
@@ -163,10 +164,11 @@ class Registry:
     models: dict[str, ModelSpec[Any]] = field(default_factory=dict)
     datasets: dict[str, DatasetCard] = field(default_factory=dict)
     formats: dict[str, FormatSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
     provider: dict[tuple[str, str], str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
-    def add(self, kind: str, spec: ModelSpec[Any] | DatasetCard | FormatSpec, plugin: str) -> None:
+    def add(self, kind: str, spec: ModelSpec[Any] | DatasetCard | FormatSpec | TaskSpec, plugin: str) -> None:
         table: dict[str, Any] = getattr(self, kind)
         if not getattr(spec, "name", None):
             self.problems.append(f"plugin '{plugin}' registered a {kind[:-1]} without a name")
@@ -189,6 +191,9 @@ class Registry:
 
     def format(self, name: str) -> FormatSpec:
         return _lookup(self.formats, name, "format")
+
+    def task(self, name: str) -> TaskSpec:
+        return _lookup(self.tasks, name, "task")
 
 
 _Entry = TypeVar("_Entry")

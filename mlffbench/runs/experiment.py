@@ -12,6 +12,7 @@ import functools
 import importlib.metadata as md
 import math
 import platform
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,11 +345,20 @@ def train_and_evaluate(options: RunOptions, console=None) -> tuple[Path, dict[st
     model, run_dir = prepare(
         spec, plan.card, plan.model_config, train_config, options, plan.run_dir, resume=bool(options.resume)
     )
-    identity = plan.identity or run_records.new_identity(run_dir)
-    warnings, has_stress = _data_warnings(model, plan.card, train_config, console)
-    initial = _initial_weights(options, plan, model)
-    tracker = _tracker(options, plan, run_dir, identity)
-    _write_config(options, plan, run_dir, identity, tracker)
+    tracker = None
+    try:
+        identity = plan.identity or run_records.new_identity(run_dir)
+        warnings, has_stress = _data_warnings(model, plan.card, train_config, console)
+        initial = _initial_weights(options, plan, model)
+        tracker = _tracker(options, plan, run_dir, identity)
+        _write_config(options, plan, run_dir, identity, tracker)
+    except BaseException as exc:
+        if tracker:
+            _, mlflow_status, reason = run_records.ending(exc)
+            tracker.abort(mlflow_status, reason)
+        if not options.resume:  # a new run that never started (e.g. an unusable store) leaves no half run
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     callbacks = _callbacks(options, plan, tracker, console)
     data = model.require_data()
     ds, split, batcher = data.dataset, data.split, data.batcher

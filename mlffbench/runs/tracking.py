@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,43 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 PARENT_TAG = "mlflow.parentRunId"
 
 
-def experiment_id_for(client, tracking_uri: str, runs_dir: Path) -> str:
-    """The id of the ``mlffbench`` experiment, created when missing (artifacts beside an
-    SQLite store go to ``<runs-dir>/mlartifacts``)."""
+@contextlib.contextmanager
+def store_lock(tracking_uri: str) -> Iterator[None]:
+    """For an SQLite store: an exclusive lock (``<db>.lock``, ``flock``) held while the store is
+    opened for the first time and the experiment is made. MLflow creates the schema of a new
+    database when it first opens it, and two processes doing so at once fail ("table experiments
+    already exists"); once it exists, concurrent runs share the store safely. Other stores: no lock."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    database = Path(tracking_uri[len("sqlite:///") :])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_experiment(tracking_uri: str, runs_dir: Path):
+    """(an MLflow client of ``tracking_uri``, the id of the ``mlffbench`` experiment), the
+    experiment created when missing (artifacts beside an SQLite store go to
+    ``<runs-dir>/mlartifacts``). Opening the client opens the store: under :func:`store_lock`,
+    so processes started at once never create its schema twice."""
+    import mlflow
+
+    with store_lock(tracking_uri):
+        client = mlflow.MlflowClient(tracking_uri)
+        return client, _experiment_id(client, tracking_uri, runs_dir)
+
+
+def _experiment_id(client, tracking_uri: str, runs_dir: Path) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is not None:
         return experiment.experiment_id
@@ -72,9 +107,8 @@ class MlflowTracker(Callback):
             logging.getLogger(name).setLevel(logging.WARNING)
 
         self.mlflow = mlflow
+        _, experiment_id = open_experiment(tracking_uri, runs_dir)
         mlflow.set_tracking_uri(tracking_uri)
-        client = mlflow.MlflowClient()
-        experiment_id = experiment_id_for(client, tracking_uri, runs_dir)
         tags = dict(tags or {})
         if parent_run_id and not run_id:
             # nesting is this tag in MLflow; set directly because the parent (a tune study's

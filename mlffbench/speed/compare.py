@@ -47,7 +47,7 @@ from mlffbench.runs import directory as runs
 from mlffbench.runs import record as run_records
 from mlffbench.runs.experiment import RunOptions, resolve_configs, run_split, stress_use, train_and_evaluate
 from mlffbench.runs.record import ending, is_run_dir, read_status
-from mlffbench.runs.tracking import default_tracking_uri, end_run, experiment_id_for
+from mlffbench.runs.tracking import default_tracking_uri, end_run, open_experiment
 from mlffbench.runs.trained import TrainedModel, load_data
 from mlffbench.speed import report as compare_report
 from mlffbench.speed import timing
@@ -84,6 +84,8 @@ class CompareOptions:
     tracking: bool = True
     tracking_uri: str | None = None
     progress: bool = True
+    tasks: tuple[str, ...] = ()  # tasks run on each model (its first run) before the comparison
+    task_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # task name -> options
 
 
 def _log(log, text: str) -> None:
@@ -472,12 +474,36 @@ def compare(options: CompareOptions, console=None, log: Callable[[str], None] | 
         accuracy = _accuracy(handles, options, log)
         speed = _speed(handles, accuracy, options, log)
         result = _result(handles, accuracy, speed, split_fp, options, out_dir)
+        result["tasks"] = task_figures(handles, options, log)
         _write_report(result, accuracy.parity, out_dir, options, run_dirs, parent)
     except BaseException as exc:
         if parent is not None:
             parent.end(exc)
         raise
     return result
+
+
+def task_figures(handles, options: CompareOptions, log=None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The task results of each model's first run (``RUN_DIR/tasks/*/result.json``; the tasks
+    of ``options.tasks`` run first): model -> task -> figure -> {value, unit}."""
+    from mlffbench.tasks.base import read_results, run_task
+
+    registry = get_registry()
+    specs = [registry.task(name) for name in options.tasks]
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for h in handles:
+        if h.spec.name in out or h.run_dir is None:
+            continue
+        for spec in specs:
+            _log(log, f"task {spec.name} on {h.spec.name} ({h.run_dir})")
+            run_task(
+                spec, h, options.task_options.get(spec.name, {}), data_dir=options.data_dir, tracking=options.tracking
+            )
+        kept = read_results(h.run_dir)
+        out[h.spec.name] = {
+            task: {name: f.to_dict() for name, f in r.figures.items()} for task, r in sorted(kept.items())
+        }
+    return out
 
 
 @dataclass
@@ -494,13 +520,12 @@ class ParentRun:
     def open(cls, options: CompareOptions, name: str, log=None) -> ParentRun:
         import logging
 
-        import mlflow
+        import mlflow  # noqa: F401 - first: it configures its loggers on import
 
         for logger in ("mlflow", "alembic"):
             logging.getLogger(logger).setLevel(logging.WARNING)
         uri = options.tracking_uri or default_tracking_uri(options.runs_dir)
-        client = mlflow.MlflowClient(uri)
-        experiment_id = experiment_id_for(client, uri, options.runs_dir)
+        client, experiment_id = open_experiment(uri, options.runs_dir)
         for stale in run_records.dead_process_runs(client, experiment_id, "compare"):
             reason = f"{run_records.stale_reason(stale)} (found by a later compare)"
             end_run(client, stale.info.run_id, "KILLED", reason)

@@ -106,6 +106,38 @@ def group_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, out
 
 
+def task_rows(result: dict[str, Any], limit: int = 0) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the task results side by side: a row per model, a column per task
+    figure (numbers and flags; ``limit`` > 0: at most that many columns)."""
+    tasks = result.get("tasks") or {}
+    columns: dict[tuple[str, str], str] = {}
+    for per_model in tasks.values():
+        for task, figures in per_model.items():
+            for name, f in figures.items():
+                if isinstance(f.get("value"), (int, float, bool)) or f.get("value") is None:
+                    columns.setdefault((task, name), f.get("unit", ""))
+    keys = list(columns)[:limit] if limit else list(columns)
+    if not keys:
+        return [], []
+    header = ["model"] + [f"{t}.{n}" + (f" {columns[(t, n)]}" if columns[(t, n)] else "") for t, n in keys]
+    body = []
+    for model in result["order"]:
+        figures = tasks.get(model, {})
+        row = [model]
+        for t, n in keys:
+            value = figures.get(t, {}).get(n, {}).get("value")
+            if value is None:
+                row.append("—")
+            elif isinstance(value, bool):
+                row.append("yes" if value else "no")
+            elif isinstance(value, float):
+                row.append(f"{value:.4g}")
+            else:
+                row.append(str(value))
+        body.append(row)
+    return header, body
+
+
 def render(result: dict[str, Any], console) -> None:
     from rich.table import Table
 
@@ -125,6 +157,15 @@ def render(result: dict[str, Any], console) -> None:
         for row in gb:
             gt.add_row(*row)
         console.print(gt)
+    th, tb = task_rows(result)
+    if tb:  # transposed on the console (a row per task figure, a column per model); report.md has a column per figure
+        tt = Table(title="task results (RUN_DIR/tasks/*/result.json of each model's first run)")
+        tt.add_column("task figure")
+        for row in tb:
+            tt.add_column(row[0], justify="right")
+        for k, col in enumerate(th[1:], start=1):
+            tt.add_row(col, *(row[k] for row in tb))
+        console.print(tt)
     target = result.get("target")
     what, unit = SCORES[result["score"]]
     console.print(
@@ -301,6 +342,9 @@ def markdown(result: dict[str, Any], path: Path) -> Path:
     gh, gb = group_rows(result)
     if gb:
         parts += [f"## {result['part'].capitalize()} errors by {result['group_kind']}", "", _md_table(gh, gb), ""]
+    th, tb = task_rows(result)
+    if tb:
+        parts += ["## Task results", "", _md_table(th, tb), ""]
     parts += ["## Plots", ""]
     for key, file in result.get("plots", {}).items():
         parts += [f"![{key}]({Path(file).name})", ""]
@@ -395,6 +439,11 @@ def log_mlflow(result: dict[str, Any], out_dir: Path, options, run_dirs, run_id:
             {},
         )
         metrics.update({k: float(v) for k, v in flat.items() if isinstance(v, (int, float)) and np.isfinite(v)})
+        for task, figures in (result.get("tasks") or {}).get(name, {}).items():
+            for fig, f in figures.items():
+                v = f.get("value")
+                if isinstance(v, (int, float)) and np.isfinite(float(v)):
+                    metrics[f"{name}.task.{task}.{fig}"] = float(v)
     for k, v in metrics.items():
         client.log_metric(run_id, k, v)
     for file in sorted(Path(out_dir).iterdir()):

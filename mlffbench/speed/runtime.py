@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 OPT_OUT = "MLFFBENCH_SYSTEM_MALLOC"
@@ -51,7 +52,7 @@ def set_xla_flags() -> None:
         os.environ["XLA_FLAGS"] = value
 
 
-def compilation_cache_dir(environ: dict[str, str] | None = None) -> str | None:
+def compilation_cache_dir(environ: MutableMapping[str, str] | None = None) -> str | None:
     """Where JAX keeps compiled programs for this process: ``$JAX_COMPILATION_CACHE_DIR`` when
     set (JAX's own setting wins), else ``$MLFFBENCH_COMPILE_CACHE``, else ``jax-compiled`` in
     mlffbench's cache folder; None when ``MLFFBENCH_COMPILE_CACHE`` is off (or 0, false, no)."""
@@ -68,7 +69,7 @@ def compilation_cache_dir(environ: dict[str, str] | None = None) -> str | None:
     return str(root / "jax-compiled")
 
 
-def set_compilation_cache(environ: dict[str, str] | None = None) -> str | None:
+def set_compilation_cache(environ: MutableMapping[str, str] | None = None) -> str | None:
     """Turn JAX's persistent compilation cache on through the environment (``JAX_*`` variables,
     which jax reads when it is first imported: call this before ``import jax``). A second run,
     a resumed run or a tune trial with the same shapes then loads its compiled programs instead

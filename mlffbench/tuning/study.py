@@ -26,7 +26,7 @@ from mlffbench.plugin.manager import get_registry
 from mlffbench.runs import record as run_records
 from mlffbench.runs.experiment import resolve_configs, stress_use
 from mlffbench.runs.record import ending
-from mlffbench.runs.tracking import default_tracking_uri, end_run, experiment_id_for, flatten
+from mlffbench.runs.tracking import default_tracking_uri, end_run, flatten, open_experiment
 from mlffbench.training.callbacks import StopKind, stop_kind
 from mlffbench.training.config import TrainConfig
 from mlffbench.tuning import report
@@ -461,11 +461,10 @@ def _parent_run(study, name: str, settings: TuneSettings, tracking_uri: str, run
     """The study's MLflow run (created by the worker that created the study, or by a joining
     one when the creator is gone without making it); trials nest under it. Another RUNNING
     run of the study (its maker killed before recording it in the study) ends KILLED."""
-    import mlflow
+    import mlflow  # noqa: F401 - first: it configures its loggers on import
 
     _silence_libraries()
-    client = mlflow.MlflowClient(tracking_uri)
-    experiment_id = experiment_id_for(client, tracking_uri, runs_dir)
+    client, experiment_id = open_experiment(tracking_uri, runs_dir)
     deadline = time.monotonic() + 60
     creator = study.user_attrs.get(CREATOR_ATTR)
     while not created:

@@ -64,6 +64,20 @@ def check_model(
             )
         else:
             model = TrainedModel.fresh(spec, config, species, train_config=train, seed=seed, source=f"seed {seed}")
+    return check_trained(model, dataset, data_dir, config_indices, only, seed, dtype)
+
+
+def check_trained(
+    model: TrainedModel,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    config_indices=(0,),
+    only=None,
+    seed: int = 0,
+    dtype: str | None = None,
+) -> Report:
+    """The suite on ``model`` (configurations as :func:`check_model` picks them; ``dtype``:
+    the tolerances' precision, default the model's)."""
     if dataset:
         configs = dataset_configurations(dataset, config_indices, data_dir)
     else:
@@ -74,7 +88,7 @@ def check_model(
     subject = model_under_test(
         model, name=f"{model.spec.name} ({model.source})" if model.source else model.spec.name, seed=seed
     )
-    return run_suite(subject, configs, dtype=dtype, only=only)
+    return run_suite(subject, configs, dtype=dtype or model.dtype, only=only)
 
 
 def _run_configuration(model: TrainedModel, data_dir) -> list[tuple[str, Configuration]]:
