@@ -1,6 +1,7 @@
 """Child process of tests/test_plugin_isolation.py: builds every model of every installed plugin
-(float32 and float64), checks that the process state is as before, then runs the JAT and
-SchNet reference-value tests in this same process. Exit status: pytest's, or 3 when a build
+(float32 and float64; with arguments SHARD SHARDS, every SHARDS-th of them), checks that the
+process state is as before, then (shard 0) runs the JAT and SchNet reference-value tests in this
+same process. Exit status: pytest's, or 3 when a build
 changed the process state (the changes on stderr)."""
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ def state() -> dict:
     }
 
 
-def main() -> int:
+def main(shard: int = 0, shards: int = 1) -> int:
+    """Builds every ``shards``-th model from number ``shard`` (in name order); the reference tests
+    run in shard 0."""
     registry = get_registry()
     for backend in {spec.backend for spec in registry.models.values()}:
         get_backend_class(backend)  # the core's own imports (flax imports rich, which draws from Python's RNG)
     before = state()
     built = []
-    for name, spec in sorted(registry.models.items()):
+    for name, spec in sorted(registry.models.items())[shard::shards]:
         for dtype in ("float32", "float64"):
             config = spec.default_config()
             if dataclasses.is_dataclass(config) and any(f.name == "dtype" for f in dataclasses.fields(config)):
@@ -82,9 +85,11 @@ def main() -> int:
                 print(f"changed: {key}: {before[key]!r} -> {after[key]!r}", file=sys.stderr)
         return 3
     print("process state unchanged", flush=True)
+    if shard != 0:
+        return 0
     return int(pytest.main(["-q", "-p", "no:cacheprovider", *REFERENCE_TESTS]))
 
 
 if __name__ == "__main__":
     os.chdir(REPO)
-    sys.exit(main())
+    sys.exit(main(*(int(x) for x in sys.argv[1:3])))
