@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything mlffbench needs on a fresh machine with Python 3.11:
-# a virtual environment in .venv with the core, the model plugins (JAT, NeuralIL, SchNet, MACE in mace-torch, MACE/NequIP/ViSNet in mlip) and the test tools.
+# a virtual environment in .venv with the core, the model plugins (JAT, NeuralIL, SchNet, MACE in mace-torch, MACE/NequIP/ViSNet in mlip, ACE, SO3krates) and the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -11,7 +11,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch is pinned to the local CPU wheel (torch==2.13.0): an unpinned torch pulls CUDA builds.
 .venv/bin/python -m pip install -q -e ".[jax,torch,test]" -e plugins/jat -e plugins/neuralil -e plugins/schnet \
-  -e plugins/mace -e plugins/mlip -e plugins/ace
+  -e plugins/mace -e plugins/mlip -e plugins/ace -e plugins/so3krates
 # A PostgreSQL server for the multi-worker tuning test (tests/test_tune_postgres.py starts its own
 # cluster on loopback): Debian's package when the server programs are missing.
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
