@@ -23,4 +23,15 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
     echo "warning: no PostgreSQL server found; install it (Debian: apt-get install postgresql) to run tests/test_tune_postgres.py" >&2
   fi
 fi
+# Headless Chromium for the report test (tests/test_bench_compare.py renders report.html): Debian's
+# package when it is missing; offline (apt fails) the test skips and setup goes on.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } ||
+      echo "warning: could not install chromium (offline?); the report.html browser test will skip" >&2
+  else
+    echo "warning: no chromium found; install it (Debian: apt-get install chromium) to run the report.html browser test" >&2
+  fi
+fi
 .venv/bin/mlffbench --version

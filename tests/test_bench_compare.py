@@ -128,7 +128,22 @@ def test_compare_outputs(compared):
         assert (cwd / file).is_file() and (cwd / file).stat().st_size > 1000, file
     report = (cwd / "report/report.md").read_text()
     assert result["split_fingerprint"] in report and "![parity](force_parity.png)" in report
-    assert "F MAE meV/Å" in out.stdout and "neuralil" in out.stdout
+    assert "meV/Å (test)" in out.stdout and "neuralil" in out.stdout  # units on a header's second line
+
+    # paired statistics: one pair, force and energy, on the same test configurations; one seed: a warning
+    paired = {p["metric"]: p for p in result["paired"]}
+    assert set(paired) == {"force_mae", "energy_mae_per_atom"}
+    n_test = result["split_sizes"]["test"]
+    for p in paired.values():
+        assert (p["a"], p["b"], p["configs"], p["seeds_a"], p["seeds_b"]) == ("jat", "neuralil", n_test, 1, 1)
+        assert p["verdict"] in ("jat better", "neuralil better", "tied within the noise")
+        assert p["ci"][0] <= p["mean_diff"] <= p["ci"][1] and p["mdd"] >= 0 and 0 <= p["wilcoxon_p"] <= 1
+    jat, neuralil = (result["models"][n]["test"]["force_mae"]["mean"] for n in ("jat", "neuralil"))
+    # the mean of per-configuration force MAEs weighs configurations equally; EAN's all have 225 atoms
+    assert paired["force_mae"]["mean_diff"] == pytest.approx(jat - neuralil, rel=1e-4, abs=1e-9)
+    assert len(result["warnings"]) == 2 and "single seed" in result["warnings"][0]
+    assert "single seed" in out.stdout and "paired differences" in out.stdout
+    assert "## Paired differences" in report and "min. detectable" in report
 
 
 def test_compare_logs_parent_run(compared):
@@ -139,7 +154,7 @@ def test_compare_logs_parent_run(compared):
     run = client.get_run(result["mlflow_run_id"])
     assert run.data.tags["split_fingerprint"] == result["split_fingerprint"]
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"report.md", "force_parity.png", "compare.json"}
-    assert "jat.test.force_mae" in run.data.metrics
+    assert "jat.test.force_mae" in run.data.metrics and "paired.jat-neuralil.force_mae.mean_diff" in run.data.metrics
 
 
 def test_compare_reuses_matching_runs(compared):
@@ -232,3 +247,74 @@ def test_per_group_breakdown_on_molecules():
         )
     whole = errors_of(pred)
     assert min(1e-3 * int(g) for g in groups) < whole["force_mae"] < max(1e-3 * int(g) for g in groups)
+
+
+def test_compare_table_reads_at_80_columns(compared):
+    """At 80 columns (a pipe's default) no header or cell is cut to "…" and no line is wider:
+    units go to a second header line and the columns that do not fit to a second table."""
+    import io
+
+    from rich.console import Console
+
+    from mlffbench.speed.report import render
+
+    _, result, _, _ = compared
+    console = Console(width=80, file=io.StringIO(), color_system=None, force_terminal=False)
+    render(result, console)
+    text = console.file.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    for word in ("F MAE", "meV/Å", "µs/atom·step", "t→target", "inference speed", "Wilcoxon p", "verdict", "95% CI"):
+        assert word in text, word
+    assert "(1/2)" in text and "(2/2)" in text
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_report_html_renders_in_chromium(compared, tmp_path):
+    """report.html is self-contained (plots embedded) and renders in headless Chromium: the
+    screenshot is of the expected size and not blank; the page's sorting script ran without
+    errors (its marker in the DOM, no "Uncaught" in the console log)."""
+    cwd, result, _, _ = compared
+    page = cwd / "report" / "report.html"
+    assert result["report_html"].endswith("report.html") and page.is_file()
+    text = page.read_text()
+    assert result["split_fingerprint"] in text and "data:image/png;base64," in text
+    assert 'src="http' not in text and "<link" not in text  # nothing fetched from beside or outside it
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is missing: scripts/setup.sh installs Debian's chromium where apt is usable")
+    shot = tmp_path / "report.png"
+    out = _chromium([f"--screenshot={shot}", "--window-size=1200,900", page.resolve().as_uri()], tmp_path / "p1")
+    assert shot.is_file(), out.stderr[-2000:]
+    from PIL import Image
+
+    with Image.open(shot) as im:
+        assert im.size == (1200, 900)
+        pixels = np.asarray(im.convert("L"), dtype=float)
+    assert pixels.std() > 10 and (pixels < 128).mean() > 0.005  # text, tables and plots, not a blank page
+    dom = _chromium(["--dump-dom", page.resolve().as_uri()], tmp_path / "p2")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-script="ok"' in dom.stdout, dom.stderr[-2000:]
+    assert "Uncaught" not in dom.stderr + out.stderr
+    keep = os.environ.get("MLFFBENCH_KEEP_SCREENSHOT")
+    if keep:
+        Path(keep).write_bytes(shot.read_bytes())

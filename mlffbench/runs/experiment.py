@@ -91,6 +91,35 @@ def _versions(backend_env: dict[str, str]) -> dict[str, str]:
     return versions
 
 
+def _provenance(train_config: TrainConfig, backend_env: dict[str, str]) -> dict[str, Any]:
+    """What determines a run's numbers beside its configuration and data: precision, threads,
+    CPU model and device (library versions: ``metrics.json``'s ``versions``)."""
+    import os
+    import sys
+
+    from mlffbench.speed.timing import _cpu_model
+
+    # the same keys and types for every backend ("": not set, or torch not loaded)
+    threads = {k: os.environ.get(k, "") for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")}
+    torch = sys.modules.get("torch")
+    threads["torch_intra_op"] = str(torch.get_num_threads()) if torch is not None else ""
+    threads["torch_inter_op"] = str(torch.get_num_interop_threads()) if torch is not None else ""
+    try:
+        usable: int | None = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    return {
+        "dtype": train_config.dtype,
+        "backend": backend_env.get("backend", ""),
+        "device": backend_env.get("device", ""),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "platform": platform.platform(),
+        "threads": threads,
+    }
+
+
 def run_split(ds, card, train_config: TrainConfig):
     """The split a new run of ``train_config`` on ``ds`` (card ``card``) uses: a pure function
     of the data, the card's split policy and the split settings of ``train_config``."""
@@ -535,6 +564,7 @@ def _evaluate_and_record(
             "device": env.get("device", ""),
             "host_allocator": allocator(),
             "versions": _versions(env),
+            "provenance": _provenance(train_config, env),
             "run_dir": str(run_dir),
             "warnings": warnings,
         }

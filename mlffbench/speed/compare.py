@@ -17,12 +17,18 @@
    Time to a target force MAE: the wall time (history.json, compilation and validation
    included) at which the validation force MAE first reached the target (default: 1.1 × the
    worst final validation force MAE among all runs, so that every run reaches it).
+   Paired statistics (:mod:`mlffbench.speed.statistics`): for every pair of models, the
+   per-configuration differences of their errors on the same test configurations, a two-level
+   bootstrap interval (seeds, then configurations), a Wilcoxon signed-rank test, a verdict
+   ("A better", "B better", "tied within the noise") and the smallest difference the test set
+   could detect; a warning for each model compared with a single seed.
 4. Speed, measured now in this process on this device, the models alternating call by call
    (:func:`mlffbench.speed.timing.measure_interleaved`): inference (energy + forces) at batch 1,
    µs/atom/step; training configurations/s (blocks of optimizer steps at each model's
    batch size). The runs' own training speeds (metrics.json, measured at different times)
    are reported beside them.
-5. Output: a rich table, PNG plots, a Markdown report, a JSON file, and an MLflow parent run
+5. Output: a rich table, PNG plots, a Markdown report, a self-contained ``report.html``
+   (:mod:`mlffbench.speed.html`), a JSON file, and an MLflow parent run
    (the runs' own MLflow runs are tagged as its children) holding all of it: opened before any
    run trains, KILLED on SIGINT/SIGTERM, FAILED with the reason on an error (:class:`ParentRun`).
 """
@@ -49,8 +55,9 @@ from mlffbench.runs.experiment import RunOptions, resolve_configs, run_split, st
 from mlffbench.runs.record import ending, is_run_dir, read_status
 from mlffbench.runs.tracking import default_tracking_uri, end_run, open_experiment
 from mlffbench.runs.trained import TrainedModel, load_data
+from mlffbench.speed import html as compare_html
 from mlffbench.speed import report as compare_report
-from mlffbench.speed import timing
+from mlffbench.speed import statistics, timing
 from mlffbench.speed.bench import training_batches
 from mlffbench.training.callbacks import StopKind, stop_kind
 from mlffbench.training.metrics import ErrorAccumulator
@@ -554,6 +561,7 @@ class _Accuracy:
     per_run: list[dict[str, Any]]
     parity: dict[str, dict[str, np.ndarray]]  # the first run of each model: predicted vs reference
     target: float | None
+    per_config: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # model -> per-seed per-config errors
 
 
 def _accuracy(handles, options: CompareOptions, log) -> _Accuracy:
@@ -572,9 +580,11 @@ def _accuracy(handles, options: CompareOptions, log) -> _Accuracy:
     if stress_warning:
         _log(log, f"warning: {stress_warning}")
     per_run, parity = [], {}
+    per_config: dict[str, list[dict[str, Any]]] = {}
     for h in handles:
         pred = h.predictions(test, stress=has_stress)
         per_run.append(_run_record(h, pred, part, groups, score, has_energy, has_forces))
+        per_config.setdefault(h.spec.name, []).append(statistics.per_config_errors(pred, has_energy, has_forces))
         if h.spec.name not in parity:
             if has_forces:
                 parity[h.spec.name] = {"pred": pred["force_pred"].reshape(-1), "ref": pred["force_ref"].reshape(-1)}
@@ -590,7 +600,7 @@ def _accuracy(handles, options: CompareOptions, log) -> _Accuracy:
     for r, h in zip(per_run, handles, strict=True):
         r["time_to_target_s"] = time_to_target(h.history, target, score) if target else None
     order = list(dict.fromkeys(h.spec.name for h in handles))
-    return _Accuracy(part, test, score, kind, groups, order, per_run, parity, target)
+    return _Accuracy(part, test, score, kind, groups, order, per_run, parity, target, per_config)
 
 
 def _run_record(
@@ -693,14 +703,24 @@ def _result(
     """The numbers of the comparison (``compare.json``)."""
     data = handles[0].require_data()
     per_run = accuracy.per_run
+    models = _per_model(accuracy, speed)
+    warnings = [
+        f"'{name}' was compared with a single seed: its seed-to-seed spread is unknown and the paired "
+        "intervals cover the test configurations only (use --seeds 3)"
+        for name in accuracy.order
+        if len(models[name]["seeds"]) < 2
+    ]
     return {
         "dataset": data.card.name,
         "split_fingerprint": split_fp,
         "dataset_fingerprint": data.split.dataset_fingerprint,
         "part": accuracy.part,
         "split_sizes": dict(data.split.sizes),
-        "models": _per_model(accuracy, speed),
+        "models": models,
         "order": accuracy.order,
+        "paired": statistics.pairwise(accuracy.per_config, accuracy.order),
+        "paired_method": statistics.METHOD,
+        "warnings": warnings,
         "runs": per_run,
         "score": accuracy.score,
         "target": accuracy.target,
@@ -738,6 +758,7 @@ def _write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     result["plots"] = compare_report.plots(result, parity, out_dir)
     result["report"] = str(compare_report.markdown(result, out_dir / "report.md"))
+    result["report_html"] = str(compare_html.write(result, out_dir / "report.html"))
     runs.write_json(out_dir / "compare.json", result)
     if parent is not None:
         result["mlflow_run_id"] = compare_report.log_mlflow(result, out_dir, options, run_dirs, run_id=parent.run_id)

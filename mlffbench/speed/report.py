@@ -78,6 +78,62 @@ def rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, out
 
 
+PAIRED_UNITS = {"force_mae": ("F MAE", "meV/Å", 1000.0), "energy_mae_per_atom": ("E MAE", "meV/atom", 1000.0)}
+
+
+def paired_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the paired comparisons (``result["paired"]``, see
+    :mod:`mlffbench.speed.statistics`): a row per pair of models and metric."""
+    header = ["A − B", "metric", "unit", "mean diff", "95% CI", "min. detectable", "Wilcoxon p", "seeds", "verdict"]
+    out = []
+    for p in result.get("paired") or []:
+        what, unit, scale = PAIRED_UNITS.get(p["metric"], ("σ MAE", "GPa", GPA))
+        if p["mean_diff"] is None:
+            out.append([f"{p['a']} − {p['b']}", what, unit, "—", "—", "—", "—", "", p["verdict"]])
+            continue
+        lo, hi = p["ci"]
+        out.append(
+            [
+                f"{p['a']} − {p['b']}",
+                what,
+                unit,
+                f"{scale * p['mean_diff']:+.3g}",
+                f"[{scale * lo:+.3g}, {scale * hi:+.3g}]",
+                f"{scale * p['mdd']:.3g}",
+                f"{p['wilcoxon_p']:.2g}",
+                f"{p['seeds_a']}/{p['seeds_b']}",
+                p["verdict"],
+            ]
+        )
+    return header, out
+
+
+def paired_note(result: dict[str, Any]) -> str:
+    """One sentence per metric: which differences are real, which are within the noise."""
+    real = [
+        f"{p['verdict']} on {PAIRED_UNITS.get(p['metric'], ('σ MAE',))[0]} ({p['a']} vs {p['b']})"
+        for p in result.get("paired") or []
+        if p["verdict"] != "tied within the noise"
+    ]
+    tied = [
+        f"{p['a']} vs {p['b']} on {PAIRED_UNITS.get(p['metric'], ('σ MAE',))[0]}"
+        for p in result.get("paired") or []
+        if p["verdict"] == "tied within the noise"
+    ]
+    parts = []
+    if real:
+        parts.append("Real differences: " + "; ".join(real) + ".")
+    if tied:
+        parts.append("Tied within the noise: " + "; ".join(tied) + ".")
+    few = {p["configs"] for p in result.get("paired") or [] if (p.get("wilcoxon_min_p") or 0) >= p.get("alpha", 0.05)}
+    if few:
+        parts.append(
+            f"With {min(few)} test configurations the signed-rank test cannot reach p < 0.05: "
+            "no difference can be called real (use more test configurations)."
+        )
+    return " ".join(parts)
+
+
 def has_stress(result: dict[str, Any]) -> bool:
     """Whether any model of a comparison has stress errors (periodic data with stress)."""
     return any(m[result["part"]].get("stress_mae", {}).get("n", 0) for m in result["models"].values())
@@ -138,34 +194,111 @@ def task_rows(result: dict[str, Any], limit: int = 0) -> tuple[list[str], list[l
     return header, body
 
 
-def render(result: dict[str, Any], console) -> None:
+def _is_unit(word: str) -> bool:
+    return "/" in word or word.startswith("(") or word in ("s", "GPa", "×", "%")
+
+
+def _two_lines(header: str) -> str:
+    """A header with its unit (and what follows) on a second line: "F MAE meV/Å (test)" -> "F MAE\\nmeV/Å (test)"."""
+    words = header.split(" ")
+    for k, word in enumerate(words[1:], start=1):
+        if _is_unit(word):
+            return " ".join(words[:k]) + "\n" + " ".join(words[k:])
+    return header
+
+
+def _words(text: str) -> list[str]:
+    """What a console cell may be broken into: words, "± spread" kept whole."""
+    out = []
+    for line in text.replace(" ± ", "\n± ").split("\n"):
+        out += [line] if line.startswith("± ") else line.split(" ")
+    return out
+
+
+def _width(texts: list[str]) -> int:
+    return max((len(w) for t in texts for w in _words(t)), default=1)
+
+
+def _table(title: str, header: list[str], body: list[list[str]], cols: list[int], keep: int, left, widths):
     from rich.table import Table
 
+    table = Table(title=title)
+    for k in cols:
+        table.add_column(
+            _two_lines(header[k]),
+            justify="left" if k < keep or header[k] in left else "right",
+            width=widths[k],
+            overflow="fold",
+        )
+    for row in body:  # "mean ± std" that does not fit on one line: the spread on a second line
+        table.add_row(*(row[k].replace(" ± ", "\n± ") if len(row[k]) > widths[k] else row[k] for k in cols))
+    return table
+
+
+def _fit(low: list[int], high: list[int], room: int) -> list[int]:
+    """Column widths between their least (longest word) and natural ones, within ``room``."""
+    widths = list(low)
+    spare = room - sum(widths)
+    for k in sorted(range(len(low)), key=lambda k: high[k] - low[k]):  # the cheapest to unwrap first
+        extra = min(spare, high[k] - low[k])
+        widths[k] += extra
+        spare -= extra
+    return widths
+
+
+def print_table(console, title: str, header: list[str], body: list[list[str]], keep: int = 1, left=("model",)) -> None:
+    """A rich table that reads at any console width (80 columns, a pipe): units on a second
+    header line, every column of a fixed width no narrower than its longest word (nothing cut
+    to "…"), and the columns after the first ``keep`` split over several tables where one
+    does not fit."""
+    low = [_width([h, *(row[k] for row in body)]) for k, h in enumerate(header)]
+    high = [
+        max(len(line) for text in (_two_lines(h), *(row[k] for row in body)) for line in text.split("\n"))
+        for k, h in enumerate(header)
+    ]
+    width = console.width
+
+    def need(cols: list[int]) -> int:
+        return sum(low[k] for k in cols) + 3 * len(cols) + 1
+
+    chunks: list[list[int]] = [[]]
+    for k in range(keep, len(header)):
+        if chunks[-1] and need(list(range(keep)) + chunks[-1] + [k]) > width:
+            chunks.append([])
+        chunks[-1].append(k)
+    for n, chunk in enumerate(chunks):
+        cols = list(range(keep)) + chunk
+        fitted = _fit([low[k] for k in cols], [high[k] for k in cols], width - 3 * len(cols) - 1)
+        widths = dict(zip(cols, fitted, strict=True))
+        part = f" ({n + 1}/{len(chunks)})" if len(chunks) > 1 else ""
+        console.print(_table(title + part, header, body, cols, keep, left, widths))
+
+
+def render(result: dict[str, Any], console) -> None:
     header, body = rows(result)
     title = f"compare on {result['dataset']} — split {result['split_fingerprint'][:12]}, {result['part']} part"
-    table = Table(title=title)
-    for col in header:
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for row in body:
-        table.add_row(*row)
-    console.print(table)
+    print_table(console, title, header, body)
     gh, gb = group_rows(result)
     if gb:
-        gt = Table(title=f"{result['part']} errors by {result['group_kind']} (mean ± std over seeds)")
-        for col in gh:
-            gt.add_column(col, justify="right")
-        for row in gb:
-            gt.add_row(*row)
-        console.print(gt)
+        print_table(console, f"{result['part']} errors by {result['group_kind']} (mean ± std over seeds)", gh, gb)
     th, tb = task_rows(result)
     if tb:  # transposed on the console (a row per task figure, a column per model); report.md has a column per figure
-        tt = Table(title="task results (RUN_DIR/tasks/*/result.json of each model's first run)")
-        tt.add_column("task figure")
-        for row in tb:
-            tt.add_column(row[0], justify="right")
-        for k, col in enumerate(th[1:], start=1):
-            tt.add_row(col, *(row[k] for row in tb))
-        console.print(tt)
+        print_table(
+            console,
+            "task results (RUN_DIR/tasks/*/result.json of each model's first run)",
+            ["task figure", *(row[0] for row in tb)],
+            [[col, *(row[k] for row in tb)] for k, col in enumerate(th[1:], start=1)],
+        )
+    ph, pb = paired_rows(result)
+    if pb:
+        print_table(
+            console,
+            f"paired differences on the {result['part']} configurations (negative: A has lower error)",
+            ph,
+            pb,
+            left=("verdict",),
+        )
+        console.print(paired_note(result), highlight=False)
     target = result.get("target")
     what, unit = SCORES[result["score"]]
     console.print(
@@ -179,6 +312,8 @@ def render(result: dict[str, Any], console) -> None:
             f"[yellow]warning:[/] the runs had different budgets ({', '.join(result['budget']['given'])})",
             highlight=False,
         )
+    for warning in result.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"report: {result['report']}", highlight=False)
 
 
@@ -339,6 +474,23 @@ def markdown(result: dict[str, Any], path: Path) -> Path:
         + "); speed is timed on the first run of each model (it does not depend on the seed).",
         "",
     ]
+    ph, pb = paired_rows(result)
+    if pb:
+        parts += [
+            "## Paired differences",
+            "",
+            _md_table(ph, pb),
+            "",
+            (
+                f"A − B on the same {result['part']} "
+                f"configurations (negative: A has the lower error). Method: {result.get('paired_method', '')}."
+            ),
+            "",
+            paired_note(result),
+            "",
+        ]
+    for warning in result.get("warnings") or []:
+        parts += [f"> **Warning:** {warning}", ""]
     gh, gb = group_rows(result)
     if gb:
         parts += [f"## {result['part'].capitalize()} errors by {result['group_kind']}", "", _md_table(gh, gb), ""]
@@ -444,6 +596,18 @@ def log_mlflow(result: dict[str, Any], out_dir: Path, options, run_dirs, run_id:
                 v = f.get("value")
                 if isinstance(v, (int, float)) and np.isfinite(float(v)):
                     metrics[f"{name}.task.{task}.{fig}"] = float(v)
+    for pair in result.get("paired") or []:  # A - B per metric: the difference, its interval and p
+        stem = f"paired.{pair['a']}-{pair['b']}.{pair['metric']}"
+        if pair["mean_diff"] is not None:
+            metrics.update(
+                {
+                    f"{stem}.mean_diff": pair["mean_diff"],
+                    f"{stem}.ci_low": pair["ci"][0],
+                    f"{stem}.ci_high": pair["ci"][1],
+                    f"{stem}.mdd": pair["mdd"],
+                    f"{stem}.wilcoxon_p": pair["wilcoxon_p"],
+                }
+            )
     for k, v in metrics.items():
         client.log_metric(run_id, k, v)
     for file in sorted(Path(out_dir).iterdir()):
