@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,3 +123,13 @@ def get(key: str, given: Any = None) -> str:
 
 def path(key: str, given: Any = None) -> Path:
     return Path(get(key, given)).expanduser()
+
+
+CACHE_DIR_ENV = "MLFFBENCH_CACHE_DIR"
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """mlffbench's cache folder (parsed sets, hashes, compiled programs): ``$MLFFBENCH_CACHE_DIR``
+    (of ``environ``, default ``os.environ``) > ~/.cache/mlffbench/cache."""
+    raw = (os.environ if environ is None else environ).get(CACHE_DIR_ENV, "").strip()
+    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "mlffbench" / "cache"

@@ -101,8 +101,6 @@ def emt_frames(n: int = 12, seed: int = 0, repeat: tuple[int, int, int] = (2, 1,
     stress (eV, eV/Å, eV/Å³, ASE sign) as single-point results: ASE ``Atoms`` to write with
     ``ase.io.write``."""
     from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     rng = np.random.default_rng(seed)
     frames = []
@@ -112,8 +110,28 @@ def emt_frames(n: int = 12, seed: int = 0, repeat: tuple[int, int, int] = (2, 1,
         strain = rng.uniform(-0.03, 0.03, (3, 3))
         atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.5 * (strain + strain.T)), scale_atoms=True)
         atoms.positions += rng.normal(0.0, 0.08, atoms.positions.shape)
-        atoms.calc = EMT()
-        energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
-        frames.append(atoms)
+        frames.append(emt_labelled(atoms))
     return frames
+
+
+def emt_labelled(atoms):
+    """``atoms`` with ASE's EMT energy, forces and stress (eV, eV/Å, eV/Å³, ASE sign) attached as
+    single-point results (what ``ase.io.write`` stores as reference data)."""
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms.calc = EMT()
+    energy, forces, stress = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
+    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
+    return atoms
+
+
+# A SchNet small enough for a test to train in seconds (PyTorch: nothing to compile)
+TINY_SCHNET = {
+    "hidden_channels": 8,
+    "num_filters": 8,
+    "num_interactions": 1,
+    "num_gaussians": 8,
+    "cutoff": 3.0,
+    "readout_channels": 8,
+}

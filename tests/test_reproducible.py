@@ -7,17 +7,12 @@ import json
 
 import pytest
 
+from mlffbench.testing import TINY_SCHNET
+
 COMMON = {"max_configs": 12, "batch_size": 4, "eval_batch_size": 6, "seed": 5, "epochs": 1}
 MODELS = {
     "jat": {"layer_dims": [8], "embed_d": 8, "cutoff": 3.0, "readout_dims": [8]},
-    "schnet": {
-        "hidden_channels": 8,
-        "num_filters": 8,
-        "num_interactions": 1,
-        "num_gaussians": 8,
-        "cutoff": 3.0,
-        "readout_channels": 8,
-    },
+    "schnet": TINY_SCHNET,
 }
 
 

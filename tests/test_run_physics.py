@@ -19,15 +19,8 @@ from mlffbench.backends.predictor import Configuration, Prediction, Predictor
 from mlffbench.cli.app import main
 from mlffbench.errors import ConfigError, DataError, RunError
 from mlffbench.tasks.md import MDOptions, bonds, run_md
+from mlffbench.testing import TINY_SCHNET
 
-SCHNET = {
-    "hidden_channels": 8,
-    "num_filters": 8,
-    "num_interactions": 1,
-    "num_gaussians": 8,
-    "cutoff": 3.0,
-    "readout_channels": 8,
-}
 S66X8_FACTORS = np.array([0.90, 0.95, 1.00, 1.05, 1.10, 1.25, 1.50, 2.00])  # the S66x8 curve points
 
 
@@ -38,7 +31,7 @@ def run_dir(tmp_path_factory, data_dir):
     options = RunOptions(
         model="schnet",
         dataset="ean",
-        model_params=dict(SCHNET),
+        model_params=dict(TINY_SCHNET),
         train_params={"max_configs": 24, "batch_size": 4, "eval_batch_size": 8, "seed": 3, "epochs": 1},
         data_dir=data_dir,
         runs_dir=tmp_path_factory.mktemp("physics-runs"),
@@ -245,7 +238,7 @@ def test_scan_skips_curves_with_unknown_elements(data_dir):
     from mlffbench.tasks.scan import scan_curves
 
     ds = load_dataset("comp6-s66x8", data_dir=data_dir, download=False)
-    no_nitrogen = plugin_model("schnet", species=(1, 6, 8), seed=0, **SCHNET).predictor
+    no_nitrogen = plugin_model("schnet", species=(1, 6, 8), seed=0, **TINY_SCHNET).predictor
     result = scan_curves(no_nitrogen, ds, groups=["mol00", "mol01", "mol02"])
     skipped = {c.name: c.skipped for c in result.curves}
     assert skipped["mol00"] == "" and "element N unknown to the model" in skipped["mol02"]
@@ -261,7 +254,7 @@ def test_scan_of_botnet_diatomic_curves(data_dir):
     from mlffbench.tasks.scan import scan_curves
 
     ds = load_dataset("botnet-ethanol-dimers", data_dir=data_dir, download=False)
-    predictor = plugin_model("schnet", species=(1, 6, 8), seed=0, **SCHNET).predictor
+    predictor = plugin_model("schnet", species=(1, 6, 8), seed=0, **TINY_SCHNET).predictor
     result = scan_curves(predictor, ds, groups=["HO", "CC"])
     for curve, n in zip(result.curves, (84, 78), strict=True):
         assert len(curve.distance) == n and np.all(np.diff(curve.distance) > 0)

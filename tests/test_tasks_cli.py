@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from mlffbench.cli.app import main
+from mlffbench.testing import emt_labelled
 
 MODELS = {
     "schnet": {
@@ -47,8 +48,6 @@ def _ok(*args: str):
 
 def copper_frames():
     from ase.build import bulk
-    from ase.calculators.emt import EMT
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     frames, rng = [], np.random.default_rng(0)
     cells = [np.eye(3) * s ** (1 / 3) for s in np.linspace(0.94, 1.06, 7)]
@@ -60,10 +59,7 @@ def copper_frames():
         atoms.set_cell(atoms.cell.array @ deformation.T, scale_atoms=True)
         if k >= 7:
             atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)
-        atoms.calc = EMT()
-        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress(voigt=False)
-        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
-        frames.append(atoms)
+        frames.append(emt_labelled(atoms))
     return frames
 
 

@@ -17,17 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from mlffbench.testing import TINY_SCHNET
+
 CLI = [sys.executable, "-m", "mlffbench.cli.app"]
 COMMON = {"max_configs": 24, "batch_size": 4, "eval_batch_size": 8, "seed": 3}
 JAT = {"layer_dims": [8], "embed_d": 8, "cutoff": 3.0, "readout_dims": [8], "species_energy_shift": True}
-SCHNET = {
-    "hidden_channels": 8,
-    "num_filters": 8,
-    "num_interactions": 1,
-    "num_gaussians": 8,
-    "cutoff": 3.0,
-    "readout_channels": 8,
-}
 REQUIRED = ("energy_mae_per_atom", "energy_rmse_per_atom", "force_mae", "force_rmse")
 
 
@@ -54,7 +48,7 @@ def two_runs(tmp_path_factory, data_dir):
 
     root = tmp_path_factory.mktemp("jax-vs-torch")
     out = {}
-    for model, params in (("jat", JAT), ("schnet", SCHNET)):
+    for model, params in (("jat", JAT), ("schnet", TINY_SCHNET)):
         options = RunOptions(
             model=model,
             dataset="ean",
@@ -133,7 +127,7 @@ def _cli_args(epochs):
         "-t",
         "lr_schedule=one-cycle-epoch",
     ]  # a schedule that does not depend on the epoch count
-    for key, value in SCHNET.items():
+    for key, value in TINY_SCHNET.items():
         args += ["-p", f"{key}={json.dumps(value)}"]
     return args
 

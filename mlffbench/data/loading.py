@@ -34,12 +34,6 @@ from mlffbench.plugin.registry import DatasetCard
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "mlffbench-datasets-2"
-CACHE_DIR_ENV = "MLFFBENCH_CACHE_DIR"
-
-
-def _env_path(var: str) -> Path | None:
-    raw = os.environ.get(var, "").strip()
-    return Path(raw).expanduser() if raw else None
 
 
 def default_data_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -50,7 +44,7 @@ def default_data_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 def default_cache_dir() -> Path:
     """Where parsed sets and hashes are cached: $MLFFBENCH_CACHE_DIR > ~/.cache/mlffbench/cache."""
-    return _env_path(CACHE_DIR_ENV) or Path.home() / ".cache" / "mlffbench" / "cache"
+    return settings.cache_dir()
 
 
 def resolve_card(name_or_card: str | DatasetCard) -> DatasetCard:

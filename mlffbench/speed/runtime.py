@@ -64,9 +64,9 @@ def compilation_cache_dir(environ: MutableMapping[str, str] | None = None) -> st
         return None
     if chosen:
         return str(Path(chosen).expanduser())
-    cache = env.get("MLFFBENCH_CACHE_DIR", "").strip()  # mlffbench.data.loading.default_cache_dir
-    root = Path(cache).expanduser() if cache else Path.home() / ".cache" / "mlffbench" / "cache"
-    return str(root / "jax-compiled")
+    from mlffbench.settings import cache_dir  # light: no jax, no dataset code
+
+    return str(cache_dir(env) / "jax-compiled")
 
 
 def set_compilation_cache(environ: MutableMapping[str, str] | None = None) -> str | None:
