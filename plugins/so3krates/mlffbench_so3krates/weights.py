@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from flax.core import unfreeze
+from flax.traverse_util import flatten_dict
 
 from mlffbench.backends.jax.precision import float64_scope
 from mlffbench.backends.jax.weights import check_metadata, checked_params, read_metadata, read_npz
@@ -35,17 +37,11 @@ OBSERVABLE = "observables_0/"
 PER_ELEMENT = ("atomic_scales", "energy_offset")
 
 
-def mlff_flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
+def mlff_flat(tree: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Flat ``a/b/c → array`` of a nested parameter tree (the ``params`` level removed)."""
-    if "params" in tree and not prefix:
+    if "params" in tree:
         tree = tree["params"]
-    flat: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(mlff_flat(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = np.asarray(value)
-    return flat
+    return {key: np.asarray(value) for key, value in flatten_dict(unfreeze(dict(tree)), sep="/").items()}
 
 
 def convert(flat: Mapping[str, np.ndarray], species: Sequence[int]) -> dict[str, np.ndarray]:
